@@ -1,0 +1,161 @@
+//! When to refresh a token and what `cacheDuration` to give the kubelet.
+//!
+//! Pure functions of plain values (unix seconds); the caller passes `now`, so
+//! tests are exact.
+//!
+//! - A token is refreshed ahead of its expiry by a safety margin: a quarter of
+//!   its life, at least 5 minutes and at most 1 hour (ECR 12h: refresh at 11h;
+//!   Google 1h: at 45m; ACR 3h: at 2h15m).
+//! - `cacheDuration` is the time until that refresh point, so the kubelet comes
+//!   back exactly when a fresh token is due.
+//! - A token with less than the margin left is served once with `0s` and not
+//!   cached; an already-expired one the same, with a warning from the caller.
+//! - A claimed life beyond 12 hours (a clock or upstream bug) is capped at 12h.
+
+use std::time::Duration;
+
+pub const MIN_MARGIN: i64 = 5 * 60;
+pub const MAX_MARGIN: i64 = 60 * 60;
+pub const MAX_LIFETIME: i64 = 12 * 60 * 60;
+/// When upstream fails but a cached token is still valid, the kubelet is asked
+/// to come back this soon (or sooner, if the token expires first).
+pub const STALE_SERVE_SECS: i64 = 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub fetched_at: i64,
+    /// Effective expiry, capped at `fetched_at + MAX_LIFETIME`.
+    pub expires_at: i64,
+    pub refresh_at: i64,
+    /// The claimed expiry was beyond the cap.
+    pub capped: bool,
+}
+
+pub fn schedule(fetched_at: i64, claimed_expiry: i64) -> Schedule {
+    let cap = fetched_at.saturating_add(MAX_LIFETIME);
+    let expires_at = claimed_expiry.min(cap);
+    let life = expires_at.saturating_sub(fetched_at).max(0);
+    let margin = (life / 4).clamp(MIN_MARGIN, MAX_MARGIN);
+    Schedule {
+        fetched_at,
+        expires_at,
+        refresh_at: expires_at.saturating_sub(margin),
+        capped: claimed_expiry > cap,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Before the refresh point: serve, cacheDuration until the refresh point.
+    Fresh {
+        cache_duration: Duration,
+    },
+    /// Past the refresh point but not expired: refresh; serve only as a fallback.
+    Stale {
+        remaining: Duration,
+    },
+    Expired,
+}
+
+pub fn freshness(s: &Schedule, now: i64) -> Freshness {
+    if now >= s.expires_at {
+        Freshness::Expired
+    } else if now < s.refresh_at {
+        Freshness::Fresh {
+            cache_duration: secs(s.refresh_at - now),
+        }
+    } else {
+        Freshness::Stale {
+            remaining: secs(s.expires_at - now),
+        }
+    }
+}
+
+/// cacheDuration for a still-valid token served because upstream failed.
+pub fn stale_serve_duration(s: &Schedule, now: i64) -> Duration {
+    secs((s.expires_at - now).clamp(0, STALE_SERVE_SECS))
+}
+
+fn secs(n: i64) -> Duration {
+    Duration::from_secs(n.max(0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3600;
+    const T0: i64 = 1_800_000_000;
+
+    #[test]
+    fn ecr_twelve_hours_refreshes_at_eleven() {
+        let s = schedule(T0, T0 + 12 * H);
+        assert_eq!(s.refresh_at, T0 + 11 * H);
+        assert_eq!(
+            freshness(&s, T0),
+            Freshness::Fresh {
+                cache_duration: Duration::from_secs(11 * 3600)
+            }
+        );
+        assert_eq!(
+            freshness(&s, T0 + 10 * H),
+            Freshness::Fresh {
+                cache_duration: Duration::from_secs(3600)
+            }
+        );
+        assert_eq!(
+            freshness(&s, T0 + 11 * H),
+            Freshness::Stale {
+                remaining: Duration::from_secs(3600)
+            }
+        );
+        assert_eq!(freshness(&s, T0 + 12 * H), Freshness::Expired);
+        assert!(!s.capped);
+    }
+
+    #[test]
+    fn google_hour_refreshes_at_forty_five_minutes() {
+        let s = schedule(T0, T0 + H);
+        assert_eq!(s.refresh_at, T0 + 45 * 60);
+    }
+
+    #[test]
+    fn short_tokens_keep_at_least_five_minutes() {
+        let s = schedule(T0, T0 + 10 * 60);
+        assert_eq!(s.refresh_at, T0 + 5 * 60);
+        // less than the margin left: never fresh
+        let s = schedule(T0, T0 + 4 * 60);
+        assert!(matches!(freshness(&s, T0), Freshness::Stale { .. }));
+    }
+
+    #[test]
+    fn past_expiry_is_expired_at_once() {
+        // moto's ECR tokens expire in 2015
+        let s = schedule(T0, 1_430_000_000);
+        assert_eq!(freshness(&s, T0), Freshness::Expired);
+    }
+
+    #[test]
+    fn decades_away_is_capped() {
+        let s = schedule(T0, T0 + 30 * 365 * 24 * H);
+        assert!(s.capped);
+        assert_eq!(s.expires_at, T0 + 12 * H);
+        assert_eq!(s.refresh_at, T0 + 11 * H);
+        let s = schedule(T0, i64::MAX);
+        assert_eq!(s.expires_at, T0 + 12 * H);
+    }
+
+    #[test]
+    fn stale_serve_is_short_and_never_past_expiry() {
+        let s = schedule(T0, T0 + 12 * H);
+        assert_eq!(
+            stale_serve_duration(&s, T0 + 11 * H),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            stale_serve_duration(&s, T0 + 12 * H - 20),
+            Duration::from_secs(20)
+        );
+        assert_eq!(stale_serve_duration(&s, T0 + 13 * H), Duration::ZERO);
+    }
+}

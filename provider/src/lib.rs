@@ -1,0 +1,31 @@
+//! pullcred: a kubelet image credential provider.
+//!
+//! The kubelet execs `pullcred` with a `CredentialProviderRequest` on stdin and
+//! reads a `CredentialProviderResponse` from stdout (see `protocol`). pullcred
+//! answers from a file-locked on-node cache when it can, and otherwise fetches a
+//! short-lived token from the registry's cloud with the node's identity.
+//!
+//! # Layout
+//! - [`cli`]: flags and environment; the only place that decides exit codes.
+//! - [`run`]: the get-credentials flow: decode, route, cache, fetch, answer.
+//! - [`protocol`]: the kubelet's wire types, decoded and encoded as pure functions.
+//! - [`image`]: image references, normalised as the kubelet does.
+//! - [`registry`]: which source serves a registry host (anchored host matching).
+//! - [`cache`]: the on-disk cache: private directory, atomic entries, single flight.
+//! - [`expiry`]: refresh points and `cacheDuration` from a token's real expiry.
+//! - [`deadline`]: one deadline for the whole run.
+//! - [`sources`]: upstream fetchers (AWS SDK behind the `aws` feature).
+//! - [`secret`]: a string type that cannot be printed.
+//! - [`logging`]: stderr logging from `PULLCRED_LOG`, with third-party crates capped.
+
+pub mod cache;
+pub mod cli;
+pub mod deadline;
+pub mod expiry;
+pub mod image;
+pub mod logging;
+pub mod protocol;
+pub mod registry;
+pub mod run;
+pub mod secret;
+pub mod sources;

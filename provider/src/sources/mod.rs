@@ -1,0 +1,83 @@
+//! Where credentials come from. Each source turns a resolved [`Target`] into a
+//! [`Fetched`] credential; only this module and its children initialise cloud
+//! SDKs or an async runtime, and only on a cache miss.
+
+#[cfg(feature = "aws")]
+pub mod aws;
+
+use crate::deadline::Deadline;
+use crate::registry::Target;
+use crate::secret::Secret;
+
+/// A credential fresh from upstream.
+#[derive(Debug)]
+pub struct Fetched {
+    pub username: String,
+    pub password: Secret,
+    /// Unix seconds, as upstream stated it.
+    pub expires_at: i64,
+}
+
+/// A failed fetch: which step, and what upstream or the transport said.
+/// Never contains a secret.
+#[derive(Debug)]
+pub struct SourceError {
+    pub step: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.detail)
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// Environment facts that decide which AWS identity answers, for the cache
+/// key. Identifiers only: never the secret key or the session token.
+pub const AWS_IDENTITY_ENV: [&str; 13] = [
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_ECR",
+    "AWS_ENDPOINT_URL_ECR_PUBLIC",
+];
+
+/// Fetches a credential for `target` within `deadline`.
+pub fn fetch(target: &Target, deadline: &Deadline) -> Result<Fetched, SourceError> {
+    match target {
+        #[cfg(feature = "aws")]
+        Target::EcrPrivate(_) | Target::EcrPublic => aws::fetch(target, deadline),
+        #[cfg(not(feature = "aws"))]
+        Target::EcrPrivate(_) | Target::EcrPublic => {
+            let _ = deadline;
+            Err(SourceError {
+                step: "ECR".into(),
+                detail: "this pullcred was built without the `aws` feature".into(),
+            })
+        }
+    }
+}
+
+/// Flattens an error and its sources into one line, dropping repeats.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let msg = err.to_string().replace(['\n', '\r'], " ");
+        if !msg.is_empty() && !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}

@@ -1,0 +1,150 @@
+"""A STAND-IN for the Amazon ECR and ECR Public APIs (GetAuthorizationToken only).
+
+Why a stand-in when moto exists: moto's ECR tokens carry an expiry in 2015, and
+moto cannot count calls, delay, throttle, hang or answer garbage on demand. The
+cache, single-flight and fault tests need all of that. Tests that only need a
+real-shaped answer use moto itself (see conftest.moto).
+
+Wire format (AWS JSON 1.1, as the SDK sends it):
+  POST /   X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken
+           X-Amz-Target: SpencerFrontendService.GetAuthorizationToken   (ECR Public)
+  200 {"authorizationData":[{"authorizationToken": base64("AWS:<token>"),
+                              "expiresAt": <epoch seconds>, "proxyEndpoint": ...}]}
+  errors: {"__type": "<Code>", "message": "..."} with x-amzn-ErrorType.
+
+Control (tests only): POST /_standin/config {mode, expires_in, delay, fail_first}
+                      GET  /_standin/calls
+"""
+
+import base64
+import json
+import re
+import secrets
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PRIVATE_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
+PUBLIC_TARGET = "SpencerFrontendService.GetAuthorizationToken"
+SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
+
+
+class EcrStandin:
+    """Runs on 127.0.0.1:<free port> in a background thread."""
+
+    def __init__(self, on_token=None):
+        self.lock = threading.Lock()
+        self.config = {"mode": "ok", "expires_in": 12 * 3600, "delay": 0.0, "fail_first": 0}
+        self.calls = []
+        self.tokens = []
+        self.on_token = on_token
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                if self.path == "/_standin/calls":
+                    with standin.lock:
+                        body = json.dumps({"calls": list(standin.calls)}).encode()
+                    return self.reply(200, body, "application/json")
+                self.reply(404, b"{}", "application/json")
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                if self.path == "/_standin/config":
+                    with standin.lock:
+                        standin.config.update(json.loads(raw or b"{}"))
+                    return self.reply(200, b"{}", "application/json")
+                standin.handle_api(self, raw)
+
+            def reply(self, status, body, ctype, headers=None):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def configure(self, **kw):
+        with self.lock:
+            self.config.update(kw)
+
+    def call_count(self):
+        with self.lock:
+            return len(self.calls)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def handle_api(self, h, raw):
+        target = h.headers.get("X-Amz-Target", "")
+        auth = h.headers.get("Authorization", "")
+        m = SCOPE.search(auth)
+        with self.lock:
+            cfg = dict(self.config)
+            n = len(self.calls)
+            self.calls.append(
+                {
+                    "target": target,
+                    "region": m.group(1) if m else None,
+                    "service": m.group(2) if m else None,
+                    "host": h.headers.get("Host"),
+                    "time": time.time(),
+                }
+            )
+        if cfg["delay"]:
+            time.sleep(cfg["delay"])
+        mode = cfg["mode"]
+        if n < cfg.get("fail_first", 0):
+            mode = cfg.get("fail_mode", "error500")
+        if target not in (PRIVATE_TARGET, PUBLIC_TARGET):
+            return self.error(h, 400, "UnknownOperationException", "unknown target")
+        if mode == "hang":
+            time.sleep(300)
+            return
+        if mode == "error500":
+            return self.error(h, 500, "ServerException", "internal failure")
+        if mode == "throttle":
+            return self.error(h, 400, "ThrottlingException", "Rate exceeded")
+        if mode == "denied":
+            return self.error(h, 400, "AccessDeniedException", "not authorized to perform ecr:GetAuthorizationToken")
+        if mode == "garbage":
+            return h.reply(200, b"<html>this is not json</html>", "application/x-amz-json-1.1")
+        if mode == "truncated":
+            return h.reply(200, b'{"authorizationData":[{"authorizationTo', "application/x-amz-json-1.1")
+        if mode == "empty":
+            return h.reply(200, b'{"authorizationData":[]}', "application/x-amz-json-1.1")
+        token = "standin-" + secrets.token_hex(24)
+        with self.lock:
+            self.tokens.append(token)
+        if self.on_token:
+            self.on_token(token)
+        data = {
+            "authorizationToken": base64.b64encode(f"AWS:{token}".encode()).decode(),
+            "expiresAt": time.time() + float(cfg["expires_in"]),
+        }
+        if target == PRIVATE_TARGET:
+            data["proxyEndpoint"] = "https://standin.invalid"
+            body = {"authorizationData": [data]}
+        else:
+            body = {"authorizationData": data}
+        h.reply(200, json.dumps(body).encode(), "application/x-amz-json-1.1")
+
+    @staticmethod
+    def error(h, status, code, message):
+        body = json.dumps({"__type": code, "message": message}).encode()
+        h.reply(status, body, "application/x-amz-json-1.1", {"x-amzn-ErrorType": code})

@@ -14,6 +14,7 @@
 //! - [`cache`]: the on-disk cache: private directory, atomic entries, single flight.
 //! - [`expiry`]: refresh points and `cacheDuration` from a token's real expiry.
 //! - [`deadline`]: one deadline for the whole run.
+//! - `http`: a small blocking HTTPS client with classified errors (feature `http`).
 //! - [`sources`]: upstream fetchers (AWS SDK behind the `aws` feature).
 //! - [`secret`]: a string type that cannot be printed.
 //! - [`logging`]: stderr logging from `PULLCRED_LOG`, with third-party crates capped.
@@ -22,6 +23,8 @@ pub mod cache;
 pub mod cli;
 pub mod deadline;
 pub mod expiry;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod image;
 pub mod logging;
 pub mod protocol;

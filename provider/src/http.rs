@@ -1,0 +1,383 @@
+//! A small blocking HTTPS client for sources that speak plain HTTP APIs.
+//!
+//! - rustls with ring (the same TLS stack as the AWS SDK's client), roots from
+//!   the system store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured), so private
+//!   CAs on nodes work and tests can use a test CA;
+//! - every request bounded by the run's [`Deadline`]: connect, resolve and the
+//!   whole call;
+//! - response bodies read up to [`MAX_BODY`], so a huge answer cannot eat
+//!   the node's memory;
+//! - errors classified ([`HttpErrorKind`]) so callers can say whether DNS, the
+//!   connection, TLS or the deadline failed; messages never include a body;
+//! - [`with_retries`] retries 5xx, 429 and connection failures with jittered
+//!   exponential backoff inside the deadline.
+//!
+//! No async runtime: a cache hit never gets here, and a miss needs one request
+//! at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+
+use crate::deadline::Deadline;
+
+/// Upstream answers we read are small JSON documents; a megabyte is plenty.
+pub const MAX_BODY: u64 = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpErrorKind {
+    Dns,
+    Connect,
+    Tls,
+    Timeout,
+    BodyTooLarge,
+    Protocol,
+}
+
+#[derive(Debug)]
+pub struct HttpError {
+    pub kind: HttpErrorKind,
+    pub detail: String,
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.kind {
+            HttpErrorKind::Dns => "DNS lookup failed",
+            HttpErrorKind::Connect => "connection failed",
+            HttpErrorKind::Tls => "TLS handshake failed",
+            HttpErrorKind::Timeout => "timed out",
+            HttpErrorKind::BodyTooLarge => "response body too large",
+            HttpErrorKind::Protocol => "HTTP error",
+        };
+        write!(f, "{what}: {}", self.detail)
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+/// A complete response. `body` is at most [`MAX_BODY`] bytes.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    deadline: Deadline,
+}
+
+static ROOTS: std::sync::OnceLock<Arc<Vec<Certificate<'static>>>> = std::sync::OnceLock::new();
+
+fn system_roots() -> Arc<Vec<Certificate<'static>>> {
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::debug!("system root certificates: {e}");
+            }
+            Arc::new(
+                found
+                    .certs
+                    .into_iter()
+                    .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+                    .collect(),
+            )
+        })
+        .clone()
+}
+
+impl Client {
+    pub fn new(deadline: &Deadline) -> Client {
+        let remaining = deadline.remaining().max(Duration::from_millis(1));
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::Specific(system_roots()))
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
+        let config = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(remaining))
+            .timeout_resolve(Some(remaining.min(Duration::from_secs(5))))
+            .timeout_connect(Some(remaining.min(Duration::from_secs(5))))
+            .user_agent(concat!("pullcred/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Client {
+            agent: config.into(),
+            deadline: *deadline,
+        }
+    }
+
+    pub fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
+        let mut req = self
+            .agent
+            .get(url)
+            .config()
+            .timeout_global(Some(self.timeout()))
+            .build();
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        finish(req.call())
+    }
+
+    pub fn post_form(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        form: &[(&str, &str)],
+    ) -> Result<Response, HttpError> {
+        let mut req = self
+            .agent
+            .post(url)
+            .config()
+            .timeout_global(Some(self.timeout()))
+            .build();
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        finish(req.send_form(form.iter().copied()))
+    }
+
+    pub fn post_json(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, HttpError> {
+        let mut req = self
+            .agent
+            .post(url)
+            .config()
+            .timeout_global(Some(self.timeout()))
+            .build()
+            .header("Content-Type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        finish(req.send(body))
+    }
+
+    fn timeout(&self) -> Duration {
+        self.deadline.remaining().max(Duration::from_millis(1))
+    }
+}
+
+fn finish(
+    result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Response, HttpError> {
+    let mut resp = result.map_err(classify)?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_vec()
+        .map_err(classify)?;
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn classify(e: ureq::Error) -> HttpError {
+    use HttpErrorKind::*;
+    let kind = match &e {
+        ureq::Error::HostNotFound => Dns,
+        ureq::Error::ConnectionFailed => Connect,
+        ureq::Error::Timeout(_) => Timeout,
+        ureq::Error::BodyExceedsLimit(_) => BodyTooLarge,
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Tls,
+        ureq::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::NotConnected => Connect,
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Timeout,
+            _ if io.to_string().contains("certificate") => Tls,
+            _ => Protocol,
+        },
+        _ => Protocol,
+    };
+    HttpError {
+        kind,
+        detail: e.to_string().replace(['\n', '\r'], " "),
+    }
+}
+
+/// Is this worth another attempt? 5xx, 429, and failures to connect.
+pub fn retryable(r: &Result<Response, HttpError>) -> bool {
+    match r {
+        Ok(resp) => resp.status == 429 || resp.status >= 500,
+        Err(e) => matches!(
+            e.kind,
+            HttpErrorKind::Connect | HttpErrorKind::Dns | HttpErrorKind::Protocol
+        ),
+    }
+}
+
+/// Calls `attempt` until it gives a non-retryable answer, `max_attempts` are
+/// spent, or the next backoff would pass the deadline. Backoff: full jitter
+/// over 100ms·2ⁿ, capped at 4s; a `Retry-After` in seconds is honoured when it fits.
+pub fn with_retries(
+    deadline: &Deadline,
+    max_attempts: u32,
+    mut attempt: impl FnMut() -> Result<Response, HttpError>,
+) -> Result<Response, HttpError> {
+    let mut n = 0;
+    loop {
+        let r = attempt();
+        n += 1;
+        if n >= max_attempts || !retryable(&r) {
+            return r;
+        }
+        let ceiling =
+            Duration::from_millis(100u64.saturating_mul(1 << n.min(6))).min(Duration::from_secs(4));
+        let mut pause = ceiling.mul_f64(jitter());
+        if let Ok(resp) = &r
+            && let Some(secs) = resp
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            pause = Duration::from_secs(secs);
+        }
+        if pause + Duration::from_millis(200) >= deadline.remaining() {
+            return r;
+        }
+        tracing::debug!(attempt = n, pause_ms = pause.as_millis() as u64, "retrying");
+        std::thread::sleep(pause);
+    }
+}
+
+/// A number in [0.5, 1.0) from the std hasher's random keys: enough to spread
+/// retries of many nodes apart, without a random-number crate.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    0.5 + (h.finish() % 1000) as f64 / 2000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    /// A one-shot HTTP server on 127.0.0.1 answering `responses` in turn.
+    fn serve(responses: Vec<&'static str>) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for r in responses {
+                let (mut s, _) = l.accept().unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(r.as_bytes());
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    #[test]
+    fn reads_status_headers_and_body() {
+        let url = serve(vec![
+            "HTTP/1.1 200 OK\r\nX-A: b\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+        ]);
+        let c = Client::new(&Deadline::after(Duration::from_secs(5)));
+        let r = c.get(&url, &[]).unwrap();
+        assert_eq!(
+            (r.status, r.header("x-a"), r.body.as_slice()),
+            (200, Some("b"), &b"ok"[..])
+        );
+    }
+
+    #[test]
+    fn retries_5xx_then_succeeds() {
+        let url = serve(vec![
+            "HTTP/1.1 503 No\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ]);
+        let d = Deadline::after(Duration::from_secs(5));
+        let c = Client::new(&d);
+        let r = with_retries(&d, 3, || c.get(&url, &[])).unwrap();
+        assert_eq!(r.status, 200);
+    }
+
+    #[test]
+    fn refused_connection_is_classified() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let c = Client::new(&Deadline::after(Duration::from_secs(2)));
+        let e = c
+            .get(&format!("http://127.0.0.1:{port}/"), &[])
+            .unwrap_err();
+        assert_eq!(e.kind, HttpErrorKind::Connect, "{e}");
+    }
+
+    #[test]
+    fn huge_body_is_refused() {
+        let big: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                MAX_BODY + 10,
+                "x".repeat(MAX_BODY as usize + 10)
+            )
+            .into_boxed_str(),
+        );
+        let url = serve(vec![big]);
+        let c = Client::new(&Deadline::after(Duration::from_secs(5)));
+        let e = c.get(&url, &[]).unwrap_err();
+        assert_eq!(e.kind, HttpErrorKind::BodyTooLarge, "{e}");
+    }
+
+    #[test]
+    fn hang_ends_at_the_deadline() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let (_s, _) = l.accept().unwrap();
+            std::thread::sleep(Duration::from_secs(5));
+        });
+        let t = std::time::Instant::now();
+        let c = Client::new(&Deadline::after(Duration::from_millis(500)));
+        let e = c.get(&url, &[]).unwrap_err();
+        assert_eq!(e.kind, HttpErrorKind::Timeout, "{e}");
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+}

@@ -61,6 +61,13 @@ def test_truncated_body(plugin, standin):
     assert "registry " + ECR in res.stderr
 
 
+def test_huge_body_is_not_read(plugin, standin):
+    standin.configure(mode="huge")
+    res = plugin.run(request(f"{ECR}/a"), env=ecr_env(standin.url))
+    assert res.code == 1
+    assert "over the 1048576-byte limit" in res.stderr
+
+
 def test_no_authorization_data(plugin, standin):
     standin.configure(mode="empty")
     res = plugin.run(request(f"{ECR}/a"), env=ecr_env(standin.url))

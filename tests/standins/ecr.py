@@ -71,7 +71,11 @@ class EcrStandin:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                pass  # clients killed mid-request (crash tests) are expected
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -126,6 +130,18 @@ class EcrStandin:
             return h.reply(200, b"<html>this is not json</html>", "application/x-amz-json-1.1")
         if mode == "truncated":
             return h.reply(200, b'{"authorizationData":[{"authorizationTo', "application/x-amz-json-1.1")
+        if mode == "huge":
+            h.send_response(200)
+            h.send_header("Content-Type", "application/x-amz-json-1.1")
+            h.send_header("Content-Length", str(64 << 20))
+            h.end_headers()
+            try:
+                chunk = b" " * 65536
+                for _ in range(1024):
+                    h.wfile.write(chunk)
+            except OSError:
+                pass
+            return
         if mode == "empty":
             return h.reply(200, b'{"authorizationData":[]}', "application/x-amz-json-1.1")
         token = "standin-" + secrets.token_hex(24)

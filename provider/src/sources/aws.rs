@@ -15,8 +15,13 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::DateTime;
+use aws_smithy_types::config_bag::ConfigBag;
 use aws_types::service_config::ServiceConfigKey;
 use base64::Engine;
 
@@ -83,7 +88,7 @@ async fn fetch_async(target: &Target, deadline: &Deadline) -> Result<Fetched, St
             } else {
                 b = b.use_fips(reg.fips).use_dual_stack(reg.dual_stack);
             }
-            let client = aws_sdk_ecr::Client::from_conf(b.build());
+            let client = aws_sdk_ecr::Client::from_conf(b.interceptor(BoundedBody).build());
             tracing::debug!(region = %reg.region, fips = reg.fips, dual_stack = reg.dual_stack, "calling ecr:GetAuthorizationToken");
             let out = client
                 .get_authorization_token()
@@ -98,7 +103,11 @@ async fn fetch_async(target: &Target, deadline: &Deadline) -> Result<Fetched, St
         }
         Target::EcrPublic => {
             let conf = sdk_config(ECR_PUBLIC_REGION, deadline).await;
-            let client = aws_sdk_ecrpublic::Client::new(&conf);
+            let client = aws_sdk_ecrpublic::Client::from_conf(
+                aws_sdk_ecrpublic::config::Builder::from(&conf)
+                    .interceptor(BoundedBody)
+                    .build(),
+            );
             tracing::debug!("calling ecr-public:GetAuthorizationToken");
             let out = client
                 .get_authorization_token()
@@ -161,6 +170,39 @@ fn has_custom_endpoint(conf: &SdkConfig, service_id: &str) -> bool {
     conf.service_config()
         .and_then(|c| c.load_config(key))
         .is_some()
+}
+
+/// Token responses are a few hundred bytes; refuse to read a body announced
+/// as larger than this, so a broken or hostile endpoint cannot eat the node's
+/// memory.
+const MAX_BODY: u64 = 1 << 20;
+
+#[derive(Debug)]
+struct BoundedBody;
+
+impl Intercept for BoundedBody {
+    fn name(&self) -> &'static str {
+        "pullcred::BoundedBody"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let len = context
+            .response()
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.parse::<u64>().ok());
+        match len {
+            Some(n) if n > MAX_BODY => {
+                Err(format!("response body of {n} bytes is over the {MAX_BODY}-byte limit").into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `authorizationToken` is base64 of `AWS:<password>`.

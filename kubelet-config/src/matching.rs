@@ -1003,3 +1003,55 @@ mod tests {
         assert!(s.keys.is_empty());
     }
 }
+
+/// The repository the kubelet matches and sends for an image reference:
+/// tag and digest dropped, Docker Hub names completed
+/// (`nginx:1` becomes `docker.io/library/nginx`).
+pub fn normalize_image(image: &str) -> String {
+    let no_digest = image.split_once('@').map_or(image, |(n, _)| n);
+    let last_slash = no_digest.rfind('/').map_or(0, |i| i + 1);
+    let name = match no_digest[last_slash..].rfind(':') {
+        Some(i) => &no_digest[..last_slash + i],
+        None => no_digest,
+    };
+    let (domain, rest) = match name.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            (first, rest.to_string())
+        }
+        _ => ("docker.io", name.to_string()),
+    };
+    let domain = if domain == "index.docker.io" {
+        "docker.io"
+    } else {
+        domain
+    };
+    if domain == "docker.io" && !rest.contains('/') {
+        format!("docker.io/library/{rest}")
+    } else {
+        format!("{domain}/{rest}")
+    }
+}
+
+#[cfg(test)]
+mod normalize_tests {
+    use super::normalize_image;
+
+    #[test]
+    fn normalises_like_the_kubelet() {
+        for (input, want) in [
+            ("nginx", "docker.io/library/nginx"),
+            ("nginx:1.27", "docker.io/library/nginx"),
+            ("foo/bar", "docker.io/foo/bar"),
+            ("index.docker.io/foo", "docker.io/library/foo"),
+            ("registry:5000/foo/bar:tag", "registry:5000/foo/bar"),
+            ("localhost/foo", "localhost/foo"),
+            ("quay.io/a/b@sha256:abcd", "quay.io/a/b"),
+            (
+                "123456789012.dkr.ecr.us-west-2.amazonaws.com/app:v1",
+                "123456789012.dkr.ecr.us-west-2.amazonaws.com/app",
+            ),
+        ] {
+            assert_eq!(normalize_image(input), want, "{input}");
+        }
+    }
+}

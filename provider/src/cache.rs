@@ -69,11 +69,24 @@ pub struct Entry {
     pub auth: BTreeMap<String, AuthConfig>,
     pub fetched_at: i64,
     pub expires_at: i64,
+    /// Set for credentials with a fixed freshness window (see
+    /// [`expiry::fixed`]); absent for tokens, whose refresh point follows
+    /// from their life.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_at: Option<i64>,
 }
 
 impl Entry {
     pub fn schedule(&self) -> Schedule {
-        expiry::schedule(self.fetched_at, self.expires_at)
+        match self.refresh_at {
+            Some(r) => Schedule {
+                fetched_at: self.fetched_at,
+                expires_at: self.expires_at,
+                refresh_at: r,
+                capped: false,
+            },
+            None => expiry::schedule(self.fetched_at, self.expires_at),
+        }
     }
 }
 
@@ -355,6 +368,7 @@ mod tests {
             auth,
             fetched_at: 1,
             expires_at: 2,
+            refresh_at: None,
         }
     }
 

@@ -39,6 +39,30 @@ struct Cli {
     #[arg(long, global = true, env = "PULLCRED_NO_CACHE")]
     no_cache: bool,
 
+    /// dockerconfigjson file with static registry credentials (repeatable; env: ':'-separated).
+    /// Must be a 0600 file owned by the user running pullcred.
+    #[arg(
+        long = "docker-config",
+        global = true,
+        env = "PULLCRED_DOCKER_CONFIG",
+        value_delimiter = ':',
+        value_name = "FILE"
+    )]
+    docker_configs: Vec<PathBuf>,
+
+    /// Registry key served from an AWS Secrets Manager secret holding
+    /// {"username","accessToken"} (repeatable; env: ','-separated).
+    #[arg(long = "aws-secret", global = true, env = "PULLCRED_AWS_SECRETS", value_delimiter = ',', value_parser = parse_mapping, value_name = "REGISTRY=SECRET")]
+    aws_secrets: Vec<(String, String)>,
+
+    /// How long static credentials are fresh (cacheDuration), so an edited file is picked up.
+    #[arg(long, global = true, env = "PULLCRED_STATIC_CACHE_DURATION", default_value = "5m", value_parser = parse_static_ttl, value_name = "DURATION")]
+    static_cache_duration: Duration,
+
+    /// Do not check static credentials against the registry on a cache miss.
+    #[arg(long, global = true, env = "PULLCRED_NO_REGISTRY_CHECK")]
+    no_registry_check: bool,
+
     /// Deadline for the whole run, at most 55s (the kubelet kills at 60s).
     #[arg(long, global = true, env = "PULLCRED_TIMEOUT", default_value = "20s", value_parser = parse_timeout, value_name = "DURATION")]
     timeout: Duration,
@@ -48,6 +72,23 @@ struct Cli {
 enum Command {
     /// Answer one CredentialProviderRequest from stdin (the default).
     GetCredentials,
+}
+
+fn parse_mapping(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        }
+        _ => Err(format!("{s:?} is not REGISTRY=SECRET")),
+    }
+}
+
+fn parse_static_ttl(s: &str) -> Result<Duration, String> {
+    let d = deadline::parse_duration(s)?;
+    if d.is_zero() || d > Duration::from_secs(12 * 3600) {
+        return Err("must be between 1s and 12h".into());
+    }
+    Ok(d)
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -104,6 +145,10 @@ fn get_credentials(cli: Cli) -> ExitCode {
         cache_dir: cli.cache_dir,
         no_cache: cli.no_cache,
         timeout: cli.timeout,
+        docker_configs: cli.docker_configs,
+        aws_secrets: cli.aws_secrets,
+        static_ttl: cli.static_cache_duration,
+        registry_check: !cli.no_registry_check,
     };
     match run::get_credentials(&opts, stdin.lock()) {
         Ok(json) => {

@@ -44,6 +44,19 @@ pub fn schedule(fetched_at: i64, claimed_expiry: i64) -> Schedule {
     }
 }
 
+/// Credentials with no expiry of their own (static files, Secrets Manager):
+/// fresh for `ttl`, then read and checked again. Their "expiry" is the end of
+/// that window; there is no margin, since nothing upstream expires.
+pub fn fixed(fetched_at: i64, ttl: Duration) -> Schedule {
+    let end = fetched_at.saturating_add(ttl.as_secs().min(MAX_LIFETIME as u64) as i64);
+    Schedule {
+        fetched_at,
+        expires_at: end,
+        refresh_at: end,
+        capped: false,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Freshness {
     /// Before the refresh point: serve, cacheDuration until the refresh point.
@@ -143,6 +156,22 @@ mod tests {
         assert_eq!(s.refresh_at, T0 + 11 * H);
         let s = schedule(T0, i64::MAX);
         assert_eq!(s.expires_at, T0 + 12 * H);
+    }
+
+    #[test]
+    fn fixed_windows_have_no_margin() {
+        let s = fixed(T0, Duration::from_secs(300));
+        assert_eq!(
+            freshness(&s, T0),
+            Freshness::Fresh {
+                cache_duration: Duration::from_secs(300)
+            }
+        );
+        assert_eq!(freshness(&s, T0 + 300), Freshness::Expired);
+        assert_eq!(
+            fixed(T0, Duration::from_secs(u64::MAX)).expires_at,
+            T0 + 12 * H
+        );
     }
 
     #[test]

@@ -11,15 +11,18 @@
 //! - [`protocol`]: the kubelet's wire types, decoded and encoded as pure functions.
 //! - [`image`]: image references, normalised as the kubelet does.
 //! - [`registry`]: which source serves a registry host (anchored host matching).
+//! - [`challenge`]: `WWW-Authenticate` challenge parsing.
 //! - [`cache`]: the on-disk cache: private directory, atomic entries, single flight.
 //! - [`expiry`]: refresh points and `cacheDuration` from a token's real expiry.
 //! - [`deadline`]: one deadline for the whole run.
 //! - `http`: a small blocking HTTPS client with classified errors (feature `http`).
-//! - [`sources`]: upstream fetchers (AWS SDK behind the `aws` feature).
+//! - [`sources`]: upstream fetchers (AWS SDK behind `aws`; dockerconfigjson files and the
+//!   registry check behind `static`).
 //! - [`secret`]: a string type that cannot be printed.
 //! - [`logging`]: stderr logging from `PULLCRED_LOG`, with third-party crates capped.
 
 pub mod cache;
+pub mod challenge;
 pub mod cli;
 pub mod deadline;
 pub mod expiry;

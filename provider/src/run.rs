@@ -11,11 +11,12 @@ use std::time::{Duration, SystemTime};
 
 use crate::cache::{self, Cache, CacheError, CacheKey, Entry, Lock};
 use crate::deadline::Deadline;
-use crate::expiry::{self, Freshness};
+use crate::expiry::{self, Freshness, Schedule};
 use crate::image::ImageRef;
 use crate::protocol::{self, AuthConfig, CacheKeyType, Request, Response};
 use crate::registry::{self, Target};
-use crate::sources::{self, AWS_IDENTITY_ENV, Fetched};
+use crate::sources::dockerconfig::{self, StaticPlan};
+use crate::sources::{self, AWS_IDENTITY_ENV, SourceError};
 
 /// Settings from flags and environment.
 #[derive(Debug, Clone)]
@@ -23,6 +24,46 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     pub no_cache: bool,
     pub timeout: Duration,
+    /// dockerconfigjson files with static credentials, in priority order.
+    pub docker_configs: Vec<PathBuf>,
+    /// (registry key, Secrets Manager secret id) pairs.
+    pub aws_secrets: Vec<(String, String)>,
+    /// How long static credentials are fresh before files are re-read and
+    /// the registry check runs again.
+    pub static_ttl: Duration,
+    /// Check static credentials against the registry on a cache miss.
+    pub registry_check: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cache_dir: None,
+            no_cache: false,
+            timeout: crate::deadline::DEFAULT,
+            docker_configs: Vec::new(),
+            aws_secrets: Vec::new(),
+            static_ttl: Duration::from_secs(300),
+            registry_check: true,
+        }
+    }
+}
+
+/// Where the credential for one image comes from.
+enum Plan {
+    /// A cloud token source, chosen by the registry host.
+    Token(Target),
+    /// Entries of the node's dockerconfigjson files.
+    Static(StaticPlan),
+    /// A Secrets Manager secret mapped to a registry key.
+    AwsSecret { key: String, secret_id: String },
+}
+
+/// What an upstream fetch produced, ready to answer and cache.
+struct Answer {
+    auth: BTreeMap<String, AuthConfig>,
+    key_type: CacheKeyType,
+    schedule: Schedule,
 }
 
 /// Why a run failed: one line naming the registry (when known), the step and
@@ -73,8 +114,20 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
         protocol::decode_request(&buf).map_err(|e| fail(None, "decoding the request", e))?;
     let image = ImageRef::parse(&request.image).map_err(|e| fail(None, "parsing the image", e))?;
     let reg = image.registry.clone();
-    let target = registry::route(&image).map_err(|e| fail(Some(&reg), "choosing a source", e))?;
-    let key = cache_key(&image, &target);
+    let plan = plan_for(opts, &image)?;
+    let key = match &plan {
+        Plan::Token(target) => cache_key(&image, target),
+        Plan::Static(p) => static_cache_key(&image, p, opts),
+        Plan::AwsSecret { key, secret_id } => {
+            let mut parts = vec![
+                ("source", "aws-secret".to_string()),
+                ("key", key.clone()),
+                ("secret", secret_id.clone()),
+            ];
+            parts.extend(aws_identity_parts());
+            hash_parts(&parts)
+        }
+    };
 
     let cache = if opts.no_cache {
         None
@@ -132,16 +185,9 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
     };
 
     // 3. Upstream.
-    tracing::debug!(registry = %reg, source = target.source(), "cache miss; fetching");
-    match sources::fetch(&target, &deadline) {
-        Ok(fetched) => Ok(answer_fresh(
-            cache.as_ref(),
-            &key,
-            &request,
-            &image,
-            &target,
-            fetched,
-        )),
+    tracing::debug!(registry = %reg, "cache miss; fetching");
+    match fetch(&plan, &image, opts, &deadline) {
+        Ok(answer) => Ok(answer_fresh(cache.as_ref(), &key, &request, &image, answer)),
         Err(err) => {
             let now = now_unix();
             if let Some(entry) = fallback {
@@ -217,29 +263,11 @@ fn answer_fresh(
     key: &CacheKey,
     request: &Request,
     image: &ImageRef,
-    target: &Target,
-    fetched: Fetched,
+    a: Answer,
 ) -> String {
+    debug_assert!(auth_matches(&a.auth, image));
     let now = now_unix();
-    let mut auth = BTreeMap::new();
-    auth.insert(
-        image.registry.clone(),
-        AuthConfig {
-            username: fetched.username,
-            password: fetched.password,
-        },
-    );
-    debug_assert!(auth_matches(&auth, image));
-    let s = expiry::schedule(now, fetched.expires_at);
-    if s.capped {
-        tracing::warn!(
-            "registry {}: {} token claims to expire at {}, more than 12h away; treating it as 12h",
-            image.registry,
-            target.source(),
-            fetched.expires_at
-        );
-    }
-    let key_type = CacheKeyType::Registry;
+    let s = a.schedule;
     let duration = match expiry::freshness(&s, now) {
         Freshness::Fresh { cache_duration } => {
             if let Some(c) = cache {
@@ -247,10 +275,11 @@ fn answer_fresh(
                     format: cache::FORMAT,
                     key: key.as_str().to_string(),
                     registry: image.registry.clone(),
-                    cache_key_type: key_type,
-                    auth: auth.clone(),
+                    cache_key_type: a.key_type,
+                    auth: a.auth.clone(),
                     fetched_at: s.fetched_at,
                     expires_at: s.expires_at,
+                    refresh_at: (s.refresh_at == s.expires_at).then_some(s.refresh_at),
                 };
                 if let Err(e) = c.write(key, &entry) {
                     tracing::warn!("{e}; answering without caching");
@@ -270,12 +299,206 @@ fn answer_fresh(
             tracing::warn!(
                 "registry {}: the new token's expiry ({}) is already past (clock skew?); answering with cacheDuration 0s and not caching it",
                 image.registry,
-                fetched.expires_at
+                s.expires_at
             );
             Duration::ZERO
         }
     };
-    Response::new(&request.api_version, key_type, duration, auth).to_json()
+    Response::new(&request.api_version, a.key_type, duration, a.auth).to_json()
+}
+
+/// Static sources first (an operator's explicit files and secrets win), then
+/// the cloud source the registry host names.
+fn plan_for(opts: &Options, image: &ImageRef) -> Result<Plan, Failure> {
+    let reg = image.registry.as_str();
+    let mut refused: Vec<String> = Vec::new();
+    let mut files = Vec::new();
+    for path in &opts.docker_configs {
+        match dockerconfig::load(path) {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                tracing::warn!("{e}; skipping it");
+                refused.push(e);
+            }
+        }
+    }
+    if let Some(p) = dockerconfig::resolve(&files, image) {
+        return Ok(Plan::Static(p));
+    }
+    let name = image.name();
+    for (key, secret_id) in &opts.aws_secrets {
+        if let Some(k) = dockerconfig::normalize_key(key)
+            && kubelet_config::matching::auth_key_matches(&k, &name)
+        {
+            return Ok(Plan::AwsSecret {
+                key: k,
+                secret_id: secret_id.clone(),
+            });
+        }
+    }
+    match registry::route(image) {
+        Ok(t) => Ok(Plan::Token(t)),
+        Err(e) if refused.is_empty() => Err(fail(Some(reg), "choosing a source", e)),
+        Err(e) => Err(fail(
+            Some(reg),
+            "choosing a source",
+            format!("{e}; and {}", refused.join("; ")),
+        )),
+    }
+}
+
+fn fetch(
+    plan: &Plan,
+    image: &ImageRef,
+    opts: &Options,
+    deadline: &Deadline,
+) -> Result<Answer, SourceError> {
+    match plan {
+        Plan::Token(target) => {
+            let f = sources::fetch(target, deadline)?;
+            let now = now_unix();
+            let schedule = expiry::schedule(now, f.expires_at);
+            if schedule.capped {
+                tracing::warn!(
+                    "registry {}: {} token claims to expire at {}, more than 12h away; treating it as 12h",
+                    image.registry,
+                    target.source(),
+                    f.expires_at
+                );
+            }
+            let mut auth = BTreeMap::new();
+            auth.insert(
+                image.registry.clone(),
+                AuthConfig {
+                    username: f.username,
+                    password: f.password,
+                },
+            );
+            Ok(Answer {
+                auth,
+                key_type: CacheKeyType::Registry,
+                schedule,
+            })
+        }
+        Plan::Static(p) => {
+            for (key, creds) in &p.auth {
+                let origin = p
+                    .origins
+                    .get(key)
+                    .map(|o| o.display().to_string())
+                    .unwrap_or_default();
+                verify(
+                    key,
+                    creds,
+                    &format!("docker config {origin}"),
+                    opts,
+                    deadline,
+                )?;
+            }
+            Ok(Answer {
+                auth: p.auth.clone(),
+                key_type: p.cache_key_type,
+                schedule: expiry::fixed(now_unix(), opts.static_ttl),
+            })
+        }
+        Plan::AwsSecret { key, secret_id } => {
+            let (username, password) = fetch_aws_secret(secret_id, deadline)?;
+            let creds = AuthConfig { username, password };
+            verify(key, &creds, &format!("secret {secret_id}"), opts, deadline)?;
+            let mut auth = BTreeMap::new();
+            auth.insert(key.clone(), creds);
+            let key_type = if key.contains('/') {
+                CacheKeyType::Image
+            } else {
+                CacheKeyType::Registry
+            };
+            Ok(Answer {
+                auth,
+                key_type,
+                schedule: expiry::fixed(now_unix(), opts.static_ttl),
+            })
+        }
+    }
+}
+
+#[cfg(feature = "aws")]
+fn fetch_aws_secret(
+    id: &str,
+    deadline: &Deadline,
+) -> Result<(String, crate::secret::Secret), SourceError> {
+    sources::aws::fetch_secret(id, deadline)
+}
+
+#[cfg(not(feature = "aws"))]
+fn fetch_aws_secret(
+    id: &str,
+    _: &Deadline,
+) -> Result<(String, crate::secret::Secret), SourceError> {
+    Err(SourceError {
+        step: format!("secretsmanager GetSecretValue {id}"),
+        detail: "this pullcred was built without the `aws` feature".into(),
+    })
+}
+
+/// The registry check for static credentials (see `sources::registry_check`).
+#[cfg(feature = "static")]
+fn verify(
+    key: &str,
+    creds: &AuthConfig,
+    origin: &str,
+    opts: &Options,
+    deadline: &Deadline,
+) -> Result<(), SourceError> {
+    use crate::sources::registry_check::{self, Outcome};
+    if !opts.registry_check {
+        return Ok(());
+    }
+    let registry = key.split('/').next().unwrap_or(key);
+    match registry_check::check(registry, &creds.username, &creds.password, deadline) {
+        Outcome::Accepted => Ok(()),
+        Outcome::Rejected { endpoint, detail } => Err(SourceError {
+            step: format!("checking the credentials for {key} from {origin} at {endpoint}"),
+            detail,
+        }),
+        Outcome::Unreachable { endpoint, detail } => {
+            tracing::warn!(
+                "could not check the credentials for {key} from {origin} at {endpoint}: {detail}; serving them unchecked"
+            );
+            Ok(())
+        }
+    }
+}
+
+#[cfg(not(feature = "static"))]
+fn verify(_: &str, _: &AuthConfig, _: &str, _: &Options, _: &Deadline) -> Result<(), SourceError> {
+    Ok(())
+}
+
+fn static_cache_key(image: &ImageRef, p: &StaticPlan, opts: &Options) -> CacheKey {
+    let mut parts: Vec<(&str, String)> = vec![
+        ("source", "static".into()),
+        ("registry", image.registry.clone()),
+    ];
+    for (path, digest) in opts.docker_configs.iter().zip(&p.digests) {
+        parts.push(("file", path.display().to_string()));
+        parts.push(("file-sha256", digest.clone()));
+    }
+    parts.push(("keys", p.auth.keys().cloned().collect::<Vec<_>>().join(",")));
+    hash_parts(&parts)
+}
+
+fn hash_parts(parts: &[(&str, String)]) -> CacheKey {
+    let borrowed: Vec<(&str, &str)> = parts.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    CacheKey::new(&borrowed)
+}
+
+fn aws_identity_parts() -> Vec<(&'static str, String)> {
+    AWS_IDENTITY_ENV
+        .iter()
+        .filter_map(|name| {
+            std::env::var_os(name).map(|v| (*name, v.to_string_lossy().into_owned()))
+        })
+        .collect()
 }
 
 /// Every key we return must match the image under the kubelet's keyring rules.
@@ -298,13 +521,8 @@ fn cache_key(image: &ImageRef, target: &Target) -> CacheKey {
         parts.push(("fips", r.fips.to_string()));
         parts.push(("dual-stack", r.dual_stack.to_string()));
     }
-    for name in AWS_IDENTITY_ENV {
-        if let Some(v) = std::env::var_os(name) {
-            parts.push((name, v.to_string_lossy().into_owned()));
-        }
-    }
-    let borrowed: Vec<(&str, &str)> = parts.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    CacheKey::new(&borrowed)
+    parts.extend(aws_identity_parts());
+    hash_parts(&parts)
 }
 
 /// Starts a thread that ends the process one second past the deadline, so no

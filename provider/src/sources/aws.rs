@@ -40,6 +40,71 @@ pub fn fetch(target: &Target, deadline: &Deadline) -> Result<Fetched, SourceErro
             format!("ecr-public GetAuthorizationToken (region {ECR_PUBLIC_REGION})")
         }
     };
+    block_on(step, deadline, fetch_async(target, deadline))
+}
+
+/// Reads a registry credential from AWS Secrets Manager, in the JSON shape
+/// that ECR pull-through cache rules use: `{"username": .., "accessToken": ..}`.
+/// The region comes from the secret's ARN, else from the SDK's region chain.
+pub fn fetch_secret(secret_id: &str, deadline: &Deadline) -> Result<(String, Secret), SourceError> {
+    let region = arn_region(secret_id);
+    let step = match region {
+        Some(r) => format!("secretsmanager GetSecretValue {secret_id} (region {r})"),
+        None => format!("secretsmanager GetSecretValue {secret_id}"),
+    };
+    block_on(step, deadline, async {
+        let conf = sdk_config(region, deadline).await;
+        let client = aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&conf)
+                .interceptor(BoundedBody)
+                .build(),
+        );
+        tracing::debug!(secret = secret_id, "calling secretsmanager:GetSecretValue");
+        let out = client
+            .get_secret_value()
+            .secret_id(secret_id)
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let text = out
+            .secret_string()
+            .ok_or("the secret has no SecretString")?;
+        parse_registry_secret(text)
+    })
+}
+
+/// `arn:aws:secretsmanager:us-east-1:123456789012:secret:name` → `us-east-1`.
+fn arn_region(id: &str) -> Option<&str> {
+    let mut parts = id.split(':');
+    (parts.next()? == "arn").then_some(())?;
+    let _partition = parts.next()?;
+    (parts.next()? == "secretsmanager").then_some(())?;
+    parts.next().filter(|r| !r.is_empty())
+}
+
+fn parse_registry_secret(text: &str) -> Result<(String, Secret), String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shape {
+        username: Option<String>,
+        access_token: Option<Secret>,
+    }
+    let s: Shape = serde_json::from_str(text).map_err(|_| {
+        "the secret is not JSON of the form {\"username\": .., \"accessToken\": ..}".to_string()
+    })?;
+    match (s.username, s.access_token) {
+        (Some(u), Some(t)) if !u.is_empty() && !t.is_empty() => Ok((u, t)),
+        _ => Err("the secret lacks a non-empty \"username\" or \"accessToken\"".into()),
+    }
+}
+
+/// Runs one SDK call on a current-thread runtime built for it, bounded by the
+/// deadline. Only a cache miss gets here.
+fn block_on<T>(
+    step: String,
+    deadline: &Deadline,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, SourceError> {
     let fail = |detail: String| SourceError {
         step: step.clone(),
         detail,
@@ -50,7 +115,7 @@ pub fn fetch(target: &Target, deadline: &Deadline) -> Result<Fetched, SourceErro
         .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
     let budget = deadline.remaining();
     let result = rt.block_on(async {
-        match tokio::time::timeout(budget, fetch_async(target, deadline)).await {
+        match tokio::time::timeout(budget, work).await {
             Ok(r) => r.map_err(fail),
             Err(_) => Err(fail(format!(
                 "timed out: no answer within the {}s deadline (--timeout)",
@@ -77,7 +142,7 @@ fn private_step(r: &EcrRegistry) -> String {
 async fn fetch_async(target: &Target, deadline: &Deadline) -> Result<Fetched, String> {
     match target {
         Target::EcrPrivate(reg) => {
-            let conf = sdk_config(&reg.region, deadline).await;
+            let conf = sdk_config(Some(&reg.region), deadline).await;
             let mut b = aws_sdk_ecr::config::Builder::from(&conf);
             if has_custom_endpoint(&conf, "ECR") {
                 // The SDK rejects FIPS/dual-stack together with a custom
@@ -102,7 +167,7 @@ async fn fetch_async(target: &Target, deadline: &Deadline) -> Result<Fetched, St
             decode(data.authorization_token(), data.expires_at())
         }
         Target::EcrPublic => {
-            let conf = sdk_config(ECR_PUBLIC_REGION, deadline).await;
+            let conf = sdk_config(Some(ECR_PUBLIC_REGION), deadline).await;
             let client = aws_sdk_ecrpublic::Client::from_conf(
                 aws_sdk_ecrpublic::config::Builder::from(&conf)
                     .interceptor(BoundedBody)
@@ -122,8 +187,9 @@ async fn fetch_async(target: &Target, deadline: &Deadline) -> Result<Fetched, St
     }
 }
 
-/// The one place the SDK is configured.
-async fn sdk_config(region: &str, deadline: &Deadline) -> SdkConfig {
+/// The one place the SDK is configured. `None` leaves the region to the SDK's
+/// own chain (AWS_REGION, profile, IMDS).
+async fn sdk_config(region: Option<&str>, deadline: &Deadline) -> SdkConfig {
     let remaining = deadline.remaining();
     // Leave the SDK a little less than our deadline so that its error, which
     // says more, arrives before our own timeout fires.
@@ -135,9 +201,11 @@ async fn sdk_config(region: &str, deadline: &Deadline) -> SdkConfig {
             tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(region.to_string()))
-        .http_client(http)
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    loader
         .retry_config(
             RetryConfig::standard()
                 .with_max_attempts(5)
@@ -267,6 +335,21 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_secret_regions_and_shapes() {
+        assert_eq!(
+            arn_region("arn:aws:secretsmanager:eu-west-1:123456789012:secret:x-AbCdEf"),
+            Some("eu-west-1")
+        );
+        assert_eq!(arn_region("my-secret"), None);
+        assert_eq!(arn_region("arn:aws:s3:::bucket"), None);
+        let (u, t) = parse_registry_secret(r#"{"username":"robot","accessToken":"tok"}"#).unwrap();
+        assert_eq!((u.as_str(), t.expose()), ("robot", "tok"));
+        assert!(parse_registry_secret(r#"{"username":"robot"}"#).is_err());
+        let e = parse_registry_secret("secret-text-not-json").unwrap_err();
+        assert!(!e.contains("secret-text"));
+    }
 
     #[test]
     fn decodes_ecr_tokens() {

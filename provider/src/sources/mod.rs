@@ -4,6 +4,9 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+pub mod dockerconfig;
+#[cfg(feature = "static")]
+pub mod registry_check;
 
 use crate::deadline::Deadline;
 use crate::registry::Target;

@@ -1,0 +1,407 @@
+//! Static credentials from dockerconfigjson files on the node.
+//!
+//! The format is a `kubernetes.io/dockerconfigjson` Secret's decoded data,
+//! which is also `~/.docker/config.json`: `{"auths": {KEY: {"auth":
+//! base64(user:pass)} | {"username": .., "password": ..}}}`. The older
+//! `.dockercfg` form (the map without `auths`) is read too. A Secret migrates
+//! by copying its decoded data into a root-only file.
+//!
+//! Keys keep their path (`harbor.example.com/dockerhub-cache`), so credentials
+//! go only to that project, by the kubelet's own prefix rule. Docker Hub's many
+//! names (`https://index.docker.io/v1/`, `index.docker.io`,
+//! `registry-1.docker.io`) are one registry and become `docker.io`, the key
+//! that matches the images the kubelet sends (`docker.io/library/nginx`).
+//!
+//! Parsing and matching are pure; [`load`] adds the file checks: a file that is
+//! a symlink, or that another user can read or write, is refused.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::cache::check_private;
+use crate::image::ImageRef;
+use crate::protocol::{AuthConfig, CacheKeyType};
+use crate::secret::Secret;
+
+const MAX_FILE: u64 = 1 << 20;
+
+/// One usable entry of a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    /// The key as the response will carry it: no scheme, no `/v1/`.
+    pub key: String,
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    pub path: PathBuf,
+    /// SHA-256 of the file's bytes: part of the cache key, so an edited file
+    /// is a new entry.
+    pub digest: String,
+    pub entries: Vec<ConfigEntry>,
+}
+
+#[derive(Deserialize)]
+struct RawFile {
+    auths: Option<BTreeMap<String, RawEntry>>,
+    #[serde(flatten)]
+    legacy: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawEntry {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<Secret>,
+}
+
+/// Reads and checks one file.
+pub fn load(path: &Path) -> Result<DockerConfig, String> {
+    let shown = path.display();
+    let meta = fs::symlink_metadata(path).map_err(|e| format!("docker config {shown}: {e}"))?;
+    if !meta.is_file() && !meta.file_type().is_symlink() {
+        return Err(format!("docker config {shown}: not a regular file"));
+    }
+    check_private(path, &meta, false).map_err(|e| {
+        format!(
+            "docker config {shown}: refused: {} (want a 0600 file owned by uid {})",
+            why(&e),
+            euid()
+        )
+    })?;
+    let mut f = fs::File::open(path).map_err(|e| format!("docker config {shown}: {e}"))?;
+    let mut bytes = Vec::new();
+    f.by_ref()
+        .take(MAX_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("docker config {shown}: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE {
+        return Err(format!(
+            "docker config {shown}: larger than {MAX_FILE} bytes"
+        ));
+    }
+    let entries = parse(&bytes).map_err(|e| format!("docker config {shown}: {e}"))?;
+    Ok(DockerConfig {
+        path: path.to_path_buf(),
+        digest: hex_sha256(&bytes),
+        entries,
+    })
+}
+
+fn why(e: &crate::cache::CacheError) -> String {
+    match e {
+        crate::cache::CacheError::Insecure { why, .. } => why.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+fn hex_sha256(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// Parses a dockerconfigjson (or legacy dockercfg) document. Entries without
+/// usable credentials are skipped with a debug log; a document that is not
+/// JSON, or has no usable entry at all, is an error. Messages never quote a
+/// credential.
+pub fn parse(bytes: &[u8]) -> Result<Vec<ConfigEntry>, String> {
+    let raw: RawFile = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "not a dockerconfigjson document (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let map: BTreeMap<String, RawEntry> = match raw.auths {
+        Some(a) => a,
+        None => raw
+            .legacy
+            .into_iter()
+            .filter_map(|(k, v)| serde_json::from_value::<RawEntry>(v).ok().map(|e| (k, e)))
+            .collect(),
+    };
+    let mut out: Vec<ConfigEntry> = Vec::new();
+    for (raw_key, e) in map {
+        let Some(key) = normalize_key(&raw_key) else {
+            tracing::warn!("docker config: skipping key {raw_key:?}: not a registry host");
+            continue;
+        };
+        let creds = match (&e.auth, &e.username, &e.password) {
+            (Some(a), _, _) if !a.is_empty() => decode_auth(a),
+            (_, Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            _ => None,
+        };
+        let Some((username, password)) = creds else {
+            tracing::warn!("docker config: skipping {key}: no usable auth or username/password");
+            continue;
+        };
+        if out.iter().any(|x| x.key == key) {
+            continue; // the first of Docker Hub's aliases wins
+        }
+        out.push(ConfigEntry {
+            key,
+            username,
+            password,
+        });
+    }
+    if out.is_empty() {
+        return Err("no usable credentials in it".into());
+    }
+    Ok(out)
+}
+
+fn decode_auth(a: &str) -> Option<(String, Secret)> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(a.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (u, p) = text.split_once(':')?;
+    Some((u.to_string(), Secret::new(p)))
+}
+
+const DOCKER_HUB_ALIASES: [&str; 4] = [
+    "docker.io",
+    "index.docker.io",
+    "registry-1.docker.io",
+    "registry.hub.docker.com",
+];
+
+/// `https://index.docker.io/v1/` → `docker.io`; `https://harbor.example.com/v2/proj` → `harbor.example.com/proj`.
+pub fn normalize_key(raw: &str) -> Option<String> {
+    let k = kubelet_config::matching::normalize_auth_key(raw.trim())?;
+    let k = k.trim_end_matches('/');
+    let (host, path) = match k.split_once('/') {
+        Some((h, p)) => (h, Some(p)),
+        None => (k, None),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let host = if DOCKER_HUB_ALIASES.contains(&host) {
+        "docker.io"
+    } else {
+        host
+    };
+    Some(match path {
+        Some(p) if !p.is_empty() => format!("{host}/{p}"),
+        _ => host.to_string(),
+    })
+}
+
+/// What the files offer for one image.
+#[derive(Debug, Clone)]
+pub struct StaticPlan {
+    pub auth: BTreeMap<String, AuthConfig>,
+    /// Which file each key came from, for errors.
+    pub origins: BTreeMap<String, PathBuf>,
+    pub cache_key_type: CacheKeyType,
+    /// Digests of every configured file, in order: part of the cache key.
+    pub digests: Vec<String>,
+}
+
+/// Every entry of every file whose key matches the image under the kubelet's
+/// rules; the first file wins for a key present in several.
+pub fn resolve(files: &[DockerConfig], image: &ImageRef) -> Option<StaticPlan> {
+    let name = image.name();
+    let mut auth = BTreeMap::new();
+    let mut origins = BTreeMap::new();
+    for f in files {
+        for e in &f.entries {
+            if !auth.contains_key(&e.key)
+                && kubelet_config::matching::auth_key_matches(&e.key, &name)
+            {
+                auth.insert(
+                    e.key.clone(),
+                    AuthConfig {
+                        username: e.username.clone(),
+                        password: e.password.clone(),
+                    },
+                );
+                origins.insert(e.key.clone(), f.path.clone());
+            }
+        }
+    }
+    if auth.is_empty() {
+        return None;
+    }
+    // A key with a path must not be cached by the kubelet for the whole
+    // registry: another project on the same host would get this answer.
+    let cache_key_type = if auth.keys().any(|k| k.contains('/')) {
+        CacheKeyType::Image
+    } else {
+        CacheKeyType::Registry
+    };
+    Some(StaticPlan {
+        auth,
+        origins,
+        cache_key_type,
+        digests: files.iter().map(|f| f.digest.clone()).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    fn files(json: &str) -> Vec<DockerConfig> {
+        vec![DockerConfig {
+            path: "t".into(),
+            digest: "d".into(),
+            entries: parse(json.as_bytes()).unwrap(),
+        }]
+    }
+
+    fn keys(plan: &Option<StaticPlan>) -> Vec<String> {
+        plan.as_ref()
+            .map(|p| p.auth.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn normalises_keys() {
+        assert_eq!(
+            normalize_key("https://index.docker.io/v1/").as_deref(),
+            Some("docker.io")
+        );
+        assert_eq!(
+            normalize_key("index.docker.io").as_deref(),
+            Some("docker.io")
+        );
+        assert_eq!(
+            normalize_key("registry-1.docker.io").as_deref(),
+            Some("docker.io")
+        );
+        assert_eq!(
+            normalize_key("docker.io/myorg").as_deref(),
+            Some("docker.io/myorg")
+        );
+        assert_eq!(
+            normalize_key("https://harbor.example.com/v2/").as_deref(),
+            Some("harbor.example.com")
+        );
+        assert_eq!(
+            normalize_key("harbor.example.com/dockerhub-cache").as_deref(),
+            Some("harbor.example.com/dockerhub-cache")
+        );
+        assert_eq!(
+            normalize_key("registry.local:5000").as_deref(),
+            Some("registry.local:5000")
+        );
+        assert_eq!(
+            normalize_key("http://registry.local:5000/").as_deref(),
+            Some("registry.local:5000")
+        );
+    }
+
+    #[test]
+    fn parses_auth_and_username_password_and_legacy() {
+        let doc = format!(
+            r#"{{"auths":{{"a.io":{{"auth":"{}"}},"b.io":{{"username":"u","password":"p:w"}},"c.io":{{"email":"x"}}}}}}"#,
+            b64("user:pa:ss")
+        );
+        let e = parse(doc.as_bytes()).unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            (
+                e[0].key.as_str(),
+                e[0].username.as_str(),
+                e[0].password.expose()
+            ),
+            ("a.io", "user", "pa:ss")
+        );
+        assert_eq!(
+            (e[1].username.as_str(), e[1].password.expose()),
+            ("u", "p:w")
+        );
+        let legacy = format!(
+            r#"{{"https://index.docker.io/v1/":{{"auth":"{}","email":"e"}}}}"#,
+            b64("u:p")
+        );
+        assert_eq!(parse(legacy.as_bytes()).unwrap()[0].key, "docker.io");
+    }
+
+    #[test]
+    fn bad_documents_are_errors_without_secrets() {
+        assert!(parse(b"not json").unwrap_err().contains("line 1"));
+        assert!(parse(br#"{"auths":{}}"#).is_err());
+        let e = parse(br#"{"auths":{"a.io":{"auth":"!!notbase64"}}}"#).unwrap_err();
+        assert!(!e.contains("notbase64"));
+    }
+
+    #[test]
+    fn docker_hub_images_get_the_docker_io_key() {
+        let f = files(&format!(
+            r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{}"}}}}}}"#,
+            b64("u:p")
+        ));
+        let img = ImageRef::parse("docker.io/library/nginx").unwrap();
+        let plan = resolve(&f, &img);
+        assert_eq!(keys(&plan), ["docker.io"]);
+        assert_eq!(plan.unwrap().cache_key_type, CacheKeyType::Registry);
+        assert!(resolve(&f, &ImageRef::parse("quay.io/x/y").unwrap()).is_none());
+    }
+
+    #[test]
+    fn path_scoped_keys_go_only_to_their_project() {
+        let f = files(&format!(
+            r#"{{"auths":{{"harbor.example.com/dockerhub-cache":{{"auth":"{}"}}}}}}"#,
+            b64("robot:tok")
+        ));
+        let ok = resolve(
+            &f,
+            &ImageRef::parse("harbor.example.com/dockerhub-cache/library/nginx").unwrap(),
+        );
+        assert_eq!(keys(&ok), ["harbor.example.com/dockerhub-cache"]);
+        assert_eq!(ok.unwrap().cache_key_type, CacheKeyType::Image);
+        assert!(
+            resolve(
+                &f,
+                &ImageRef::parse("harbor.example.com/other/app").unwrap()
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn ports_must_match() {
+        let f = files(&format!(
+            r#"{{"auths":{{"registry.local:5000":{{"auth":"{}"}}}}}}"#,
+            b64("u:p")
+        ));
+        assert!(resolve(&f, &ImageRef::parse("registry.local:5000/app").unwrap()).is_some());
+        assert!(resolve(&f, &ImageRef::parse("registry.local/app").unwrap()).is_none());
+        assert!(resolve(&f, &ImageRef::parse("registry.local:5001/app").unwrap()).is_none());
+    }
+
+    #[test]
+    fn first_file_wins_for_a_key() {
+        let mut fs = files(&format!(
+            r#"{{"auths":{{"a.io":{{"auth":"{}"}}}}}}"#,
+            b64("first:1")
+        ));
+        fs.extend(files(&format!(
+            r#"{{"auths":{{"a.io":{{"auth":"{}"}}}}}}"#,
+            b64("second:2")
+        )));
+        let plan = resolve(&fs, &ImageRef::parse("a.io/x").unwrap()).unwrap();
+        assert_eq!(plan.auth["a.io"].username, "first");
+    }
+}

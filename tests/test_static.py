@@ -175,3 +175,62 @@ def test_secrets_manager_source_against_moto(plugin, registry, moto, tmp_path):
     assert missing.code == 1
     assert "secretsmanager GetSecretValue" in missing.stderr and "ResourceNotFound" in missing.stderr
     assert stat.S_IMODE(plugin.cache_dir.stat().st_mode) == 0o700
+
+
+def token_service_standin(registry, status=200):
+    """A STAND-IN for Docker Hub's registry and token service (no internet
+    here): /v2/ answers 401 with a Bearer challenge naming /token on the same
+    TLS server; /token checks Basic auth and answers with Docker Hub's
+    rate-limit headers."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    name, pw = user(registry)
+    want = "Basic " + base64.b64encode(f"{name}:{pw}".encode()).decode()
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            port = self.server.server_address[1]
+            if self.path.startswith("/v2/"):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate",
+                                 f'Bearer realm="https://127.0.0.1:{port}/token",service="registry.docker.io"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            ok = self.headers.get("Authorization") == want and "service=registry.docker.io" in self.path
+            body = b'{"token":"standin-bearer"}' if ok else b"{}"
+            self.send_response(status if ok else 401)
+            self.send_header("ratelimit-limit", "100;w=21600")
+            self.send_header("ratelimit-remaining", "76;w=21600")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(registry.root / "server.pem", registry.root / "server.key")
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_token_service_check_logs_the_rate_limit(plugin, registry, tmp_path):
+    srv = token_service_standin(registry)
+    try:
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        cfg = docker_config(tmp_path / "config.json", {host: user(registry)})
+        res = plugin.run(request(f"{host}/library/nginx"), env=env_for(registry, cfg, PULLCRED_LOG="info"))
+        assert res.code == 0, res.stderr
+        assert "76;w=21600 pulls remaining of 100;w=21600" in res.stderr
+        SECRETS.add("wrong-password-0003")
+        bad = docker_config(tmp_path / "bad.json", {host: ("user1", "wrong-password-0003")})
+        res = plugin.run(request(f"{host}/library/nginx"), env=env_for(registry, bad))
+        assert res.code == 1
+        assert f"https://127.0.0.1:{srv.server_address[1]}/token" in res.stderr
+    finally:
+        srv.shutdown()

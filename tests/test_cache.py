@@ -157,3 +157,31 @@ def test_no_cache_flag(plugin, standin):
         assert plugin.run(request(f"{ECR}/a"), env=env, args=["--no-cache"]).code == 0
     assert standin.call_count() == 2
     assert not plugin.cache_dir.exists()
+
+
+def test_a_hit_touches_no_network_no_sdk_config_no_tls_roots(plugin, standin, tmp_path):
+    """Under strace: a cache hit makes no socket at all, never reads the AWS
+    config files (the SDK's loader would) and never loads TLS roots."""
+    import shutil
+    import subprocess
+
+    assert shutil.which("strace"), "strace is missing: tests/run installs it"
+    env = ecr_env(standin.url)
+    assert plugin.run(request(f"{ECR}/a"), env=env).code == 0
+    trace = tmp_path / "trace"
+    e = dict(plugin.env, **env)
+    p = subprocess.run(["strace", "-f", "-qq", "-o", str(trace), "-e", "trace=network,openat,open",
+                        str(plugin_bin())], input=json.dumps(request(f"{ECR}/a")) + "\n",
+                       capture_output=True, text=True, env=e, timeout=30)
+    assert p.returncode == 0, p.stderr
+    calls = trace.read_text()
+    assert "socket(" not in calls and "connect(" not in calls, calls
+    assert plugin.env["AWS_CONFIG_FILE"] not in calls
+    assert "/etc/ssl" not in calls
+    assert plugin.cache_dir.name in calls  # it did read the cache
+
+
+def plugin_bin():
+    from conftest import BIN
+
+    return BIN

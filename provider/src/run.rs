@@ -187,6 +187,15 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
     // 3. Upstream.
     tracing::debug!(registry = %reg, "cache miss; fetching");
     match fetch(&plan, &image, opts, &deadline) {
+        // The kubelet would silently ignore a key that does not match: refuse to answer with one.
+        Ok(answer) if !auth_matches(&answer.auth, &image) => Err(fail(
+            Some(&reg),
+            "building the response",
+            format!(
+                "internal error: an auth key does not match {} under the kubelet's rules",
+                image.name()
+            ),
+        )),
         Ok(answer) => Ok(answer_fresh(cache.as_ref(), &key, &request, &image, answer)),
         Err(err) => {
             let now = now_unix();
@@ -265,7 +274,6 @@ fn answer_fresh(
     image: &ImageRef,
     a: Answer,
 ) -> String {
-    debug_assert!(auth_matches(&a.auth, image));
     let now = now_unix();
     let s = a.schedule;
     let duration = match expiry::freshness(&s, now) {

@@ -336,6 +336,66 @@ where
 mod tests {
     use super::*;
 
+    /// FIPS and dual-stack registry hosts must call the matching API
+    /// endpoints: resolve them with the SDK's own rules (no network).
+    #[test]
+    fn fips_and_dual_stack_hosts_resolve_to_matching_api_endpoints() {
+        use aws_sdk_ecr::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+        let resolve = |host: &str| {
+            let r = crate::registry::parse_ecr_host(host).unwrap();
+            let params = Params::builder()
+                .region(r.region.clone())
+                .use_fips(r.fips)
+                .use_dual_stack(r.dual_stack)
+                .build()
+                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(DefaultResolver::new().resolve_endpoint(&params))
+                .unwrap()
+                .url()
+                .to_string()
+        };
+        let cases = [
+            (
+                "123456789012.dkr.ecr.us-west-2.amazonaws.com",
+                "https://api.ecr.us-west-2.amazonaws.com",
+            ),
+            (
+                "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com",
+                "https://api.ecr-fips.us-east-1.amazonaws.com",
+            ),
+            (
+                "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
+                "https://api.ecr-fips.us-gov-west-1.amazonaws.com",
+            ),
+            (
+                "123456789012.dkr-ecr.us-west-2.on.aws",
+                "https://ecr.us-west-2.api.aws",
+            ),
+            (
+                "123456789012.dkr-ecr-fips.us-west-2.on.aws",
+                "https://ecr-fips.us-west-2.api.aws",
+            ),
+            (
+                "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+                "https://api.ecr.cn-north-1.amazonaws.com.cn",
+            ),
+            (
+                "123456789012.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn",
+                "https://ecr.cn-north-1.api.amazonwebservices.com.cn",
+            ),
+            (
+                "123456789012.dkr.ecr.us-iso-east-1.c2s.ic.gov",
+                "https://api.ecr.us-iso-east-1.c2s.ic.gov",
+            ),
+        ];
+        for (host, want) in cases {
+            assert_eq!(resolve(host), want, "{host}");
+        }
+    }
+
     #[test]
     fn reads_secret_regions_and_shapes() {
         assert_eq!(

@@ -72,6 +72,21 @@ struct Cli {
 enum Command {
     /// Answer one CredentialProviderRequest from stdin (the default).
     GetCredentials,
+    /// Explain an ImagePullBackOff from the node: credentials, registry, digest, disk, clock.
+    #[cfg(feature = "static")]
+    Doctor {
+        /// The image as in the pod spec: [registry/]repository[:tag][@digest].
+        image: String,
+        /// The kubelet's --image-credential-provider-config (file or directory).
+        #[arg(long, value_name = "FILE|DIR")]
+        config: Option<PathBuf>,
+        /// The container runtime's image store [default: /var/lib/containerd, ...].
+        #[arg(long, value_name = "DIR")]
+        image_fs: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_mapping(s: &str) -> Result<(String, String), String> {
@@ -129,6 +144,42 @@ pub fn main() -> ExitCode {
     logging::init();
     match cli.command {
         None | Some(Command::GetCredentials) => get_credentials(cli),
+        #[cfg(feature = "static")]
+        Some(Command::Doctor {
+            ref image,
+            ref config,
+            ref image_fs,
+            json,
+        }) => {
+            let doc = crate::doctor::DoctorOptions {
+                config: config.clone(),
+                image_fs: image_fs.clone(),
+            };
+            let report = crate::doctor::run(image, &options(&cli), &doc);
+            let text = if json {
+                crate::doctor::render_json(&report)
+            } else {
+                crate::doctor::render_text(&report)
+            };
+            println!("{}", text.trim_end());
+            if report.would_pull {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn options(cli: &Cli) -> run::Options {
+    run::Options {
+        cache_dir: cli.cache_dir.clone(),
+        no_cache: cli.no_cache,
+        timeout: cli.timeout,
+        docker_configs: cli.docker_configs.clone(),
+        aws_secrets: cli.aws_secrets.clone(),
+        static_ttl: cli.static_cache_duration,
+        registry_check: !cli.no_registry_check,
     }
 }
 
@@ -141,15 +192,7 @@ fn get_credentials(cli: Cli) -> ExitCode {
         return ExitCode::from(2);
     }
     run::start_watchdog(cli.timeout);
-    let opts = run::Options {
-        cache_dir: cli.cache_dir,
-        no_cache: cli.no_cache,
-        timeout: cli.timeout,
-        docker_configs: cli.docker_configs,
-        aws_secrets: cli.aws_secrets,
-        static_ttl: cli.static_cache_duration,
-        registry_check: !cli.no_registry_check,
-    };
+    let opts = options(&cli);
     match run::get_credentials(&opts, stdin.lock()) {
         Ok(json) => {
             run::RESPONDING.store(true, Ordering::SeqCst);

@@ -138,6 +138,19 @@ impl Client {
         finish(req.call())
     }
 
+    pub fn head(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
+        let mut req = self
+            .agent
+            .head(url)
+            .config()
+            .timeout_global(Some(self.timeout()))
+            .build();
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        finish(req.call())
+    }
+
     pub fn post_form(
         &self,
         url: &str,

@@ -15,6 +15,7 @@
 //! - [`cache`]: the on-disk cache: private directory, atomic entries, single flight.
 //! - [`expiry`]: refresh points and `cacheDuration` from a token's real expiry.
 //! - [`deadline`]: one deadline for the whole run.
+//! - `doctor`: `pullcred doctor IMAGE`, explaining an ImagePullBackOff from the node.
 //! - `http`: a small blocking HTTPS client with classified errors (feature `http`).
 //! - [`sources`]: upstream fetchers (AWS SDK behind `aws`; dockerconfigjson files and the
 //!   registry check behind `static`).
@@ -25,6 +26,8 @@ pub mod cache;
 pub mod challenge;
 pub mod cli;
 pub mod deadline;
+#[cfg(feature = "static")]
+pub mod doctor;
 pub mod expiry;
 #[cfg(feature = "http")]
 pub mod http;

@@ -509,6 +509,117 @@ fn aws_identity_parts() -> Vec<(&'static str, String)> {
         .collect()
 }
 
+/// What `pullcred doctor` shows about the source for an image, without
+/// fetching anything.
+#[derive(Debug)]
+pub struct Explained {
+    /// Which source serves the image, in a user's words.
+    pub source: String,
+    /// Which identity or file it would use.
+    pub identity: String,
+    /// The cached entry for this image, if any.
+    pub cached: Option<Entry>,
+    pub cache_dir: Option<PathBuf>,
+}
+
+pub fn explain(opts: &Options, image: &ImageRef) -> Result<Explained, Failure> {
+    let plan = plan_for(opts, image)?;
+    let (source, identity, key) = match &plan {
+        Plan::Token(target) => {
+            let source = match target {
+                Target::EcrPrivate(r) => {
+                    let mut s = format!(
+                        "Amazon ECR private, account {}, region {} (partition {})",
+                        r.account,
+                        r.region,
+                        r.partition.id()
+                    );
+                    if r.fips {
+                        s.push_str(", FIPS");
+                    }
+                    if r.dual_stack {
+                        s.push_str(", dual-stack");
+                    }
+                    s
+                }
+                Target::EcrPublic => "Amazon ECR Public (ecr-public API in us-east-1)".to_string(),
+            };
+            (source, aws_identity_summary(), cache_key(image, target))
+        }
+        Plan::Static(p) => {
+            let files: Vec<String> = p
+                .auth
+                .iter()
+                .map(|(k, a)| {
+                    let from = p
+                        .origins
+                        .get(k)
+                        .map(|o| o.display().to_string())
+                        .unwrap_or_default();
+                    format!("key {k} from {from} (user {})", a.username)
+                })
+                .collect();
+            (
+                "static credentials (docker config)".to_string(),
+                files.join("; "),
+                static_cache_key(image, p, opts),
+            )
+        }
+        Plan::AwsSecret { key, secret_id } => {
+            let mut parts = vec![
+                ("source", "aws-secret".to_string()),
+                ("key", key.clone()),
+                ("secret", secret_id.clone()),
+            ];
+            parts.extend(aws_identity_parts());
+            (
+                format!(
+                    "static credentials from AWS Secrets Manager secret {secret_id} (key {key})"
+                ),
+                aws_identity_summary(),
+                hash_parts(&parts),
+            )
+        }
+    };
+    let dir = (!opts.no_cache).then(|| opts.cache_dir.clone().unwrap_or_else(cache::default_dir));
+    let cached = dir
+        .as_ref()
+        .and_then(|d| Cache::open(d).ok())
+        .and_then(|c| c.read(&key).ok().flatten());
+    Ok(Explained {
+        source,
+        identity,
+        cached,
+        cache_dir: dir,
+    })
+}
+
+/// Which link of the AWS chain would answer, from the environment alone.
+/// Access key ids are shown with their middle masked.
+fn aws_identity_summary() -> String {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    if let Some(id) = var("AWS_ACCESS_KEY_ID") {
+        let shown = if id.len() > 8 {
+            format!("{}...{}", &id[..4], &id[id.len() - 4..])
+        } else {
+            "****".into()
+        };
+        return format!("AWS credentials from the environment (access key {shown})");
+    }
+    if let (Some(role), Some(file)) = (var("AWS_ROLE_ARN"), var("AWS_WEB_IDENTITY_TOKEN_FILE")) {
+        return format!("AWS web identity (IRSA): role {role}, token file {file}");
+    }
+    if let Some(p) = var("AWS_PROFILE") {
+        return format!("AWS profile {p}");
+    }
+    if var("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some()
+        || var("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some()
+    {
+        return "AWS container credentials (EKS Pod Identity / ECS)".into();
+    }
+    "the AWS default chain: shared config files, then the instance profile via IMDSv2".into()
+}
+
 /// Every key we return must match the image under the kubelet's keyring rules.
 fn auth_matches(auth: &BTreeMap<String, AuthConfig>, image: &ImageRef) -> bool {
     let name = image.name();

@@ -1,0 +1,813 @@
+//! `pullcred doctor IMAGE`: explain an ImagePullBackOff from the node.
+//!
+//! Runs the steps an operator would take by hand and prints one line per
+//! step (`ok`, `warn`, `fail` or `skip`), what was seen, and for a failure the
+//! likely cause and the fix:
+//!
+//! 1. parse and normalise IMAGE as the kubelet does (tag, digest or both);
+//! 2. which provider entry of the kubelet config would run;
+//! 3. which source and identity pullcred would use, and the cached token;
+//! 4. fetch credentials through the cache (username and a masked password);
+//! 5. contact the registry: `/v2/`, the challenge and token service, then
+//!    `HEAD` the manifest, classifying 401, 403, 404, 429, timeout, DNS, TLS;
+//! 6. the digest the tag resolves to, ready to pin;
+//! 7. node checks: free space on the image filesystem, the clock offset.
+//!
+//! Exit 0 when the image would pull. Every network step is bounded by one
+//! deadline. Nothing secret is printed: passwords are masked, tokens unused
+//! beyond the request that needs them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde::Serialize;
+
+use crate::challenge;
+use crate::deadline::Deadline;
+use crate::http::{Client, HttpError, HttpErrorKind, Response};
+use crate::image::ImageRef;
+use crate::protocol::{API_VERSIONS, AuthConfig};
+use crate::run::{self, Options};
+use crate::secret::Secret;
+use crate::sources::registry_check::api_base;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warn,
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub step: &'static str,
+    pub status: Status,
+    pub seen: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Step {
+    fn new(step: &'static str, status: Status, seen: impl Into<String>) -> Step {
+        Step {
+            step,
+            status,
+            seen: seen.into(),
+            cause: None,
+            fix: None,
+        }
+    }
+
+    fn fail(
+        step: &'static str,
+        seen: impl Into<String>,
+        cause: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Step {
+        Step {
+            step,
+            status: Status::Fail,
+            seen: seen.into(),
+            cause: Some(cause.into()),
+            fix: Some(fix.into()),
+        }
+    }
+
+    fn warn(
+        step: &'static str,
+        seen: impl Into<String>,
+        cause: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Step {
+        Step {
+            step,
+            status: Status::Warn,
+            seen: seen.into(),
+            cause: Some(cause.into()),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub image: String,
+    pub would_pull: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<String>,
+    pub steps: Vec<Step>,
+}
+
+/// Settings for a doctor run.
+pub struct DoctorOptions {
+    pub config: Option<PathBuf>,
+    /// Where the container runtime keeps images; found automatically if unset.
+    pub image_fs: Option<PathBuf>,
+}
+
+const IMAGE_FS_CANDIDATES: [&str; 3] = [
+    "/var/lib/containerd",
+    "/var/lib/containers/storage",
+    "/var/lib/docker",
+];
+
+pub fn run(input: &str, opts: &Options, doc: &DoctorOptions) -> Report {
+    let deadline = Deadline::after(opts.timeout);
+    let mut steps = Vec::new();
+    let report = |steps: Vec<Step>, pinned: Option<String>| {
+        let would_pull = steps.iter().all(|s| s.status != Status::Fail)
+            && steps
+                .iter()
+                .any(|s| s.step == "registry" && s.status == Status::Ok);
+        Report {
+            image: input.to_string(),
+            would_pull,
+            pinned,
+            steps,
+        }
+    };
+
+    // 1. parse
+    let image = match ImageRef::parse(input) {
+        Ok(i) => i,
+        Err(e) => {
+            steps.push(Step::fail(
+                "parse",
+                input,
+                e.to_string(),
+                "write the image as [registry/]repository[:tag][@sha256:digest], lowercase",
+            ));
+            return report(steps, None);
+        }
+    };
+    let reference = match (&image.tag, &image.digest) {
+        (_, Some(d)) => d.clone(),
+        (Some(t), None) => t.clone(),
+        (None, None) => "latest".to_string(),
+    };
+    let shown = match (&image.tag, &image.digest) {
+        (Some(t), Some(d)) => format!("{}:{t}@{d}", image.name()),
+        (None, Some(d)) => format!("{}@{d}", image.name()),
+        (Some(t), None) => format!("{}:{t}", image.name()),
+        (None, None) => format!("{}:latest (no tag given: latest)", image.name()),
+    };
+    steps.push(Step::new("parse", Status::Ok, shown));
+
+    // 2. provider entry
+    steps.push(provider_entry(doc.config.as_deref(), &image.name()));
+
+    // 3. source and identity
+    match run::explain(opts, &image) {
+        Ok(ex) => {
+            let now = run::now_unix();
+            let cached = match &ex.cached {
+                Some(e) => {
+                    let s = e.schedule();
+                    if now >= s.expires_at {
+                        "cached token expired".to_string()
+                    } else {
+                        format!(
+                            "cached token valid for {} more (refresh in {})",
+                            human(s.expires_at - now),
+                            human((s.refresh_at - now).max(0))
+                        )
+                    }
+                }
+                None => match &ex.cache_dir {
+                    Some(d) => format!("no cached token in {}", d.display()),
+                    None => "cache off".to_string(),
+                },
+            };
+            steps.push(Step::new(
+                "source",
+                Status::Ok,
+                format!("{}; {}; {cached}", ex.source, ex.identity),
+            ));
+        }
+        Err(f) => {
+            steps.push(Step::fail(
+                "source",
+                image.registry.clone(),
+                f.to_string(),
+                "map the registry: a --docker-config file, an --aws-secret, or a supported cloud registry host",
+            ));
+            return report(steps, None);
+        }
+    }
+
+    // 4. credentials, through the cache; the registry check is step 5's job.
+    let creds = match fetch(opts, &image) {
+        Ok(auth) => {
+            let seen: Vec<String> = auth
+                .iter()
+                .map(|(k, a)| {
+                    format!(
+                        "{k}: user {} password {}",
+                        a.username,
+                        kubelet_config::exec::mask(a.password.expose())
+                    )
+                })
+                .collect();
+            steps.push(Step::new("credentials", Status::Ok, seen.join("; ")));
+            // The kubelet tries matching keys in reverse lexical order.
+            auth.into_iter().next_back().map(|(_, a)| a)
+        }
+        Err(f) => {
+            steps.push(Step::fail(
+                "credentials",
+                image.registry.clone(),
+                f,
+                "fix the source named above (identity, permissions, endpoint); PULLCRED_LOG=debug shows each call",
+            ));
+            None
+        }
+    };
+
+    // 5. registry
+    let client = Client::new(&deadline);
+    let contact = contact(&client, &image, &reference, creds.as_ref());
+    let pinned = contact
+        .digest
+        .as_ref()
+        .map(|d| format!("{}@{d}", image.name()));
+    steps.push(contact.step);
+
+    // 6. digest
+    match &pinned {
+        Some(p) => steps.push(Step::new("digest", Status::Ok, format!("pin it: {p}"))),
+        None => steps.push(Step::new(
+            "digest",
+            Status::Skip,
+            "no digest: the manifest was not reached",
+        )),
+    }
+
+    // 7. node
+    steps.push(image_fs(doc.image_fs.as_deref()));
+    steps.push(clock(contact.date.as_deref()));
+    report(steps, pinned)
+}
+
+fn fetch(opts: &Options, image: &ImageRef) -> Result<BTreeMap<String, AuthConfig>, String> {
+    #[derive(serde::Deserialize)]
+    struct Resp {
+        auth: BTreeMap<String, AuthConfig>,
+    }
+    let req = serde_json::json!({
+        "apiVersion": API_VERSIONS[0],
+        "kind": "CredentialProviderRequest",
+        "image": image.name(),
+    });
+    let opts = Options {
+        registry_check: false,
+        ..opts.clone()
+    };
+    let json =
+        run::get_credentials(&opts, req.to_string().as_bytes()).map_err(|f| f.to_string())?;
+    let resp: Resp = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+    Ok(resp.auth)
+}
+
+fn provider_entry(config: Option<&Path>, name: &str) -> Step {
+    let Some(path) = config else {
+        return Step::new(
+            "provider",
+            Status::Skip,
+            "no --config given: which kubelet provider entry runs is not checked",
+        );
+    };
+    let files = match kubelet_config::load::config_files(path) {
+        Ok((_, f)) => f,
+        Err(e) => {
+            return Step::fail(
+                "provider",
+                path.display().to_string(),
+                e.reason(),
+                "pass the file or directory given to --image-credential-provider-config",
+            );
+        }
+    };
+    let mut problems = Vec::new();
+    for file in &files {
+        let text = match kubelet_config::load::read_text(file) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("{}: {}", file.display(), e.reason()));
+                continue;
+            }
+        };
+        let cfg = match kubelet_config::config::decode_strict(&text) {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(format!("{}: {e}", file.display()));
+                continue;
+            }
+        };
+        for p in &cfg.providers {
+            if let Some(glob) = p
+                .match_images
+                .iter()
+                .find(|g| kubelet_config::matching::glob_matches(g, name).unwrap_or(false))
+            {
+                return Step::new(
+                    "provider",
+                    Status::Ok,
+                    format!(
+                        "{:?} in {} runs: matchImages {glob:?} matches",
+                        p.name,
+                        file.display()
+                    ),
+                );
+            }
+        }
+    }
+    let why = if problems.is_empty() {
+        format!("no matchImages glob in {} matches {name}", path.display())
+    } else {
+        problems.join("; ")
+    };
+    Step::fail(
+        "provider",
+        path.display().to_string(),
+        format!("the kubelet would run no provider: {why}"),
+        "add a matchImages glob for this registry (pullcred config generate), then pullcred config validate",
+    )
+}
+
+struct Contact {
+    step: Step,
+    digest: Option<String>,
+    date: Option<String>,
+}
+
+const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+fn contact(
+    client: &Client,
+    image: &ImageRef,
+    reference: &str,
+    creds: Option<&AuthConfig>,
+) -> Contact {
+    let base = api_base(&image.registry);
+    let manifest = format!("{base}{}/manifests/{reference}", image.repository);
+    let done = |step, digest, date| Contact { step, digest, date };
+    let first = match client.get(&base, &[]) {
+        Ok(r) => r,
+        Err(e) => return done(network_failure(&base, &e), None, None),
+    };
+    let date = first.header("date").map(str::to_string);
+    let basic = creds.map(|c| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                c.username,
+                c.password.expose()
+            ))
+        )
+    });
+    // Work out the Authorization header the manifest request needs.
+    let auth: Option<Secret> = match first.status {
+        200..=299 => None,
+        401 => {
+            let challenges = first
+                .header("www-authenticate")
+                .map(challenge::parse)
+                .unwrap_or_default();
+            match challenges.iter().find(|c| c.scheme == "bearer") {
+                Some(b) => {
+                    let Some(realm) = b.param("realm") else {
+                        return done(
+                            Step::fail(
+                                "registry",
+                                base,
+                                "Bearer challenge without a realm",
+                                "report this to the registry's operator",
+                            ),
+                            None,
+                            date,
+                        );
+                    };
+                    let mut url = format!(
+                        "{realm}{}scope=repository:{}:pull",
+                        if realm.contains('?') { "&" } else { "?" },
+                        image.repository
+                    );
+                    if let Some(s) = b.param("service") {
+                        url.push_str("&service=");
+                        url.push_str(&s.replace(' ', "%20"));
+                    }
+                    let headers: Vec<(&str, &str)> = basic
+                        .iter()
+                        .map(|b| ("Authorization", b.as_str()))
+                        .collect();
+                    let r = match client.get(&url, &headers) {
+                        Ok(r) => r,
+                        Err(e) => return done(network_failure(realm, &e), None, date),
+                    };
+                    if !r.is_success() {
+                        return done(classify(&r, realm, image, creds.is_some()), None, date);
+                    }
+                    match bearer_token(&r.body) {
+                        Some(t) => Some(Secret::new(format!("Bearer {}", t.expose()))),
+                        None => {
+                            return done(
+                                Step::fail(
+                                    "registry",
+                                    realm.to_string(),
+                                    "the token service answered without a token",
+                                    "check the registry's token service",
+                                ),
+                                None,
+                                date,
+                            );
+                        }
+                    }
+                }
+                None => basic.map(Secret::new),
+            }
+        }
+        _ => return done(classify(&first, &base, image, creds.is_some()), None, date),
+    };
+    let mut headers = vec![("Accept", MANIFEST_TYPES)];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.expose()));
+    }
+    let r = match client.head(&manifest, &headers) {
+        Ok(r) => r,
+        Err(e) => return done(network_failure(&manifest, &e), None, date),
+    };
+    if r.is_success() {
+        let digest = r.header("docker-content-digest").map(str::to_string);
+        let seen = format!(
+            "HEAD {manifest}: HTTP {}{}",
+            r.status,
+            rate_limit(&r).map(|l| format!("; {l}")).unwrap_or_default()
+        );
+        return done(Step::new("registry", Status::Ok, seen), digest, date);
+    }
+    let mut step = classify(&r, &manifest, image, creds.is_some());
+    if r.status == 404 {
+        let tags_url = format!("{base}{}/tags/list", image.repository);
+        let mut headers = Vec::new();
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.expose()));
+        }
+        if let Some(near) = client
+            .get(&tags_url, &headers)
+            .ok()
+            .filter(Response::is_success)
+            .and_then(|t| nearby_tags(&t.body, reference))
+        {
+            step.fix = Some(format!(
+                "{}; tags nearby: {near}",
+                step.fix.unwrap_or_default()
+            ));
+        }
+    }
+    done(step, None, date)
+}
+
+fn bearer_token(body: &[u8]) -> Option<Secret> {
+    #[derive(serde::Deserialize)]
+    struct T {
+        token: Option<Secret>,
+        access_token: Option<Secret>,
+    }
+    let t: T = serde_json::from_slice(body).ok()?;
+    t.token.or(t.access_token).filter(|s| !s.is_empty())
+}
+
+fn classify(r: &Response, endpoint: &str, image: &ImageRef, had_creds: bool) -> Step {
+    let seen = format!("{endpoint}: HTTP {}", r.status);
+    let ecr = crate::registry::parse_ecr_host(image.host()).is_some();
+    match r.status {
+        401 if had_creds => Step::fail(
+            "registry",
+            seen,
+            "401 Unauthorized: the credentials are wrong or expired",
+            "renew or correct the credentials at their source (the file, secret or identity named above)",
+        ),
+        401 => Step::fail(
+            "registry",
+            seen,
+            "401 Unauthorized: the registry wants credentials and pullcred has none",
+            "configure a source for this registry",
+        ),
+        403 => Step::fail(
+            "registry",
+            seen,
+            "403 Forbidden: authenticated, but not allowed to pull this repository",
+            if ecr {
+                "grant ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on the repository to the node's role (IAM policy and repository policy)"
+            } else {
+                "give the account pull (read) permission on this repository or project"
+            },
+        ),
+        404 => Step::fail(
+            "registry",
+            seen,
+            "404 Not Found: the repository or the tag does not exist",
+            format!("check the name and tag of {}", image.name()),
+        ),
+        429 => Step::fail(
+            "registry",
+            format!(
+                "{seen}{}",
+                rate_limit(r).map(|l| format!("; {l}")).unwrap_or_default()
+            ),
+            "429 Too Many Requests: the registry's pull rate limit is exhausted",
+            "wait for the window to reset, authenticate (higher limits), or pull through a cache (ECR pull-through cache, Harbor proxy)",
+        ),
+        s if s >= 500 => Step::fail(
+            "registry",
+            seen,
+            format!("the registry is failing (HTTP {s})"),
+            "retry later; check the registry's status",
+        ),
+        s => Step::fail(
+            "registry",
+            seen,
+            format!("unexpected HTTP {s}"),
+            "check the registry's address",
+        ),
+    }
+}
+
+/// `ratelimit-remaining: 76;w=21600` → "76 pulls remaining of 100 per 6h0m0s window".
+fn rate_limit(r: &Response) -> Option<String> {
+    let rem = r.header("ratelimit-remaining")?;
+    let (count, window) = rem
+        .split_once(";w=")
+        .map_or((rem, None), |(c, w)| (c, w.trim().parse::<i64>().ok()));
+    let limit = r
+        .header("ratelimit-limit")
+        .map(|l| l.split(';').next().unwrap_or(l).trim().to_string());
+    let mut s = format!("{} pulls remaining", count.trim());
+    if let Some(l) = limit {
+        s.push_str(&format!(" of {l}"));
+    }
+    if let Some(w) = window {
+        s.push_str(&format!(" per {} window", human(w)));
+    }
+    Some(s)
+}
+
+fn network_failure(endpoint: &str, e: &HttpError) -> Step {
+    let (cause, fix) = match e.kind {
+        HttpErrorKind::Dns => (
+            "DNS: the registry's name does not resolve",
+            "check the name, the node's resolv.conf and DNS reachability",
+        ),
+        HttpErrorKind::Connect => (
+            "the connection was refused or failed: the registry is down or unreachable",
+            "check the registry is up, and the node's routes, proxies and security groups",
+        ),
+        HttpErrorKind::Tls => (
+            "TLS: the certificate is not trusted or does not match",
+            "install the registry's CA on the node, or fix the registry's certificate",
+        ),
+        HttpErrorKind::Timeout => (
+            "timeout: no answer within the deadline",
+            "check network reachability (firewall, proxy, NAT); raise --timeout if the link is slow",
+        ),
+        _ => (
+            "the HTTP exchange failed",
+            "check the registry's address and health",
+        ),
+    };
+    Step::fail("registry", format!("{endpoint}: {e}"), cause, fix)
+}
+
+fn nearby_tags(body: &[u8], wanted: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Tags {
+        tags: Option<Vec<String>>,
+    }
+    let mut tags = serde_json::from_slice::<Tags>(body).ok()?.tags?;
+    if tags.is_empty() {
+        return None;
+    }
+    tags.sort_by_key(|t| (edit_distance(t, wanted), t.clone()));
+    Some(tags.into_iter().take(5).collect::<Vec<_>>().join(", "))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn image_fs(given: Option<&Path>) -> Step {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None => match IMAGE_FS_CANDIDATES
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+        {
+            Some(p) => p,
+            None => {
+                return Step::new(
+                    "image-fs",
+                    Status::Skip,
+                    format!(
+                        "no container runtime image store found ({})",
+                        IMAGE_FS_CANDIDATES.join(", ")
+                    ),
+                );
+            }
+        },
+    };
+    let st = match rustix::fs::statvfs(&path) {
+        Ok(s) => s,
+        Err(e) => return Step::new("image-fs", Status::Skip, format!("{}: {e}", path.display())),
+    };
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let total = st.f_blocks.saturating_mul(st.f_frsize).max(1);
+    let pct = free as f64 * 100.0 / total as f64;
+    let seen = format!(
+        "{}: {} free of {} ({pct:.0}%)",
+        path.display(),
+        bytes(free),
+        bytes(total)
+    );
+    const GIB: u64 = 1 << 30;
+    if free < GIB / 2 {
+        Step::fail(
+            "image-fs",
+            seen,
+            "the image filesystem is (nearly) full: pulls fail with \"no space left on device\"",
+            "free space: crictl rmi --prune, raise the kubelet's image GC thresholds, or grow the disk",
+        )
+    } else if pct < 10.0 || free < 5 * GIB {
+        Step::warn(
+            "image-fs",
+            seen,
+            "little space left for images",
+            "crictl rmi --prune, or check the kubelet's imageGCHighThresholdPercent",
+        )
+    } else {
+        Step::new("image-fs", Status::Ok, seen)
+    }
+}
+
+/// Compares the node's clock with the registry's `Date` header.
+fn clock(date: Option<&str>) -> Step {
+    let Some(remote) = date.and_then(parse_http_date) else {
+        return Step::new(
+            "clock",
+            Status::Skip,
+            "no Date header from the registry to compare with",
+        );
+    };
+    let offset = run::now_unix() - remote;
+    let seen = format!(
+        "node clock is {}s {} the registry's",
+        offset.abs(),
+        if offset >= 0 { "ahead of" } else { "behind" }
+    );
+    if offset.abs() > 300 {
+        Step::warn(
+            "clock",
+            seen,
+            "the node's clock is off: tokens look expired or not yet valid",
+            "fix time sync (chrony/systemd-timesyncd)",
+        )
+    } else {
+        Step::new("clock", Status::Ok, seen)
+    }
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` → unix seconds.
+fn parse_http_date(s: &str) -> Option<i64> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, mon, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == mon)? as i64
+        + 1;
+    let (d, y): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let t: Vec<i64> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, mi, se] = t.as_slice() else {
+        return None;
+    };
+    // days from civil (Howard Hinnant's algorithm)
+    let (y2, m2) = if month <= 2 {
+        (y - 1, month + 9)
+    } else {
+        (y, month - 3)
+    };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + mi * 60 + se)
+}
+
+fn bytes(n: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    const MIB: f64 = (1u64 << 20) as f64;
+    if n as f64 >= GIB {
+        format!("{:.1} GiB", n as f64 / GIB)
+    } else {
+        format!("{:.0} MiB", n as f64 / MIB)
+    }
+}
+
+fn human(secs: i64) -> String {
+    crate::protocol::go_duration(std::time::Duration::from_secs(secs.max(0) as u64))
+}
+
+pub fn render_text(r: &Report) -> String {
+    let mut out = format!("pullcred doctor {}\n", r.image);
+    for s in &r.steps {
+        let tag = match s.status {
+            Status::Ok => "ok  ",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+            Status::Skip => "skip",
+        };
+        out.push_str(&format!("{tag}  {:<12} {}\n", s.step, s.seen));
+        if let Some(c) = &s.cause {
+            out.push_str(&format!("      {:<12} cause: {c}\n", ""));
+        }
+        if let Some(f) = &s.fix {
+            out.push_str(&format!("      {:<12} fix:   {f}\n", ""));
+        }
+    }
+    out.push_str(if r.would_pull {
+        "=> the image would pull\n"
+    } else {
+        "=> the image would NOT pull\n"
+    });
+    out
+}
+
+pub fn render_json(r: &Report) -> String {
+    serde_json::to_string_pretty(r).expect("report serialises")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("garbage"), None);
+    }
+
+    #[test]
+    fn nearby_tags_by_edit_distance() {
+        let body = br#"{"name":"x","tags":["1.0","1.1","2.0","latest","1.0.1"]}"#;
+        assert_eq!(
+            nearby_tags(body, "1.2").unwrap(),
+            "1.0, 1.1, 2.0, 1.0.1, latest"
+        );
+        assert_eq!(nearby_tags(br#"{"tags":null}"#, "x"), None);
+    }
+
+    #[test]
+    fn rate_limit_headers() {
+        let r = Response {
+            status: 429,
+            headers: vec![
+                ("ratelimit-limit".into(), "100;w=21600".into()),
+                ("ratelimit-remaining".into(), "0;w=21600".into()),
+            ],
+            body: vec![],
+        };
+        assert_eq!(
+            rate_limit(&r).unwrap(),
+            "0 pulls remaining of 100 per 6h0m0s window"
+        );
+    }
+}

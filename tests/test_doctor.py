@@ -1,0 +1,174 @@
+"""`pullcred doctor` against the real registry (Debian docker-registry with
+htpasswd and TLS on 127.0.0.1, an image pushed with skopeo), plus stand-ins for
+a rate-limiting token service and a registry that answers 403."""
+
+import json
+import re
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, SECRETS, assert_no_secret, free_port
+from test_static import docker_config, registry, token_service_standin, user  # noqa: F401  (fixture)
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def doctor(plugin, registry, image, cfg, *extra, env=None):
+    e = dict(plugin.env, SSL_CERT_FILE=str(registry.ca), PULLCRED_DOCKER_CONFIG=str(cfg))
+    e.update(env or {})
+    kube = plugin.cache_dir.parent / "kubelet-credential-provider.yaml"
+    if not kube.exists():
+        host = image.split("/")[0]
+        subprocess.run([str(BIN), "config", "generate", "--cloud", "generic", "--registry", host, "-o", str(kube)],
+                       check=True, capture_output=True)
+    p = subprocess.run([str(BIN), "doctor", image, "--config", str(kube), "--image-fs", str(plugin.cache_dir.parent), *extra],
+                       capture_output=True, text=True, env=e, timeout=60)
+    assert_no_secret(p.stdout)
+    assert_no_secret(p.stderr)
+    for pw in registry.users.values():
+        assert pw not in p.stdout
+    return p
+
+
+def mask(text, registry_root):
+    text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
+    text = re.sub(r"sha256:[0-9a-f]{64}", "sha256:DIGEST", text)
+    text = re.sub(r"/tmp/\S+?/(cache|config\.json|kubelet-credential-provider\.yaml)", r"TMP/\1", text)
+    text = re.sub(r"/tmp/[^\s:;]+", "TMP", text)
+    text = re.sub(r"\d+(\.\d+)? (GiB|MiB) free of \d+(\.\d+)? (GiB|MiB) \(\d+%\)", "N free of N (N%)", text)
+    text = re.sub(r"node clock is \d+s (ahead of|behind)", "node clock is Ns ahead of", text)
+    text = re.sub(r"\d+h\d+m\d+s|\d+m\d+s|\b\d+s\b", "DURATION", text)
+    return text
+
+
+def check_golden(name, text):
+    """Golden human output, volatile fields masked. UPDATE_GOLDEN=1 rewrites."""
+    import os
+
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.exists(), f"golden {name} is missing: run with UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"golden {name} differs; UPDATE_GOLDEN=1 regenerates it"
+
+
+def test_ok_reports_every_step_and_the_digest(plugin, registry, tmp_path):
+    cfg = docker_config(tmp_path / "config.json", {registry.host: user(registry)})
+    p = doctor(plugin, registry, f"{registry.host}/team/app:1.0", cfg)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "=> the image would pull" in p.stdout
+    assert re.search(rf"pin it: {re.escape(registry.host)}/team/app@sha256:[0-9a-f]{{64}}", p.stdout)
+    assert "password **** (" in p.stdout
+    check_golden("doctor-ok.txt", mask(p.stdout, registry.root))
+
+
+def test_json_report(plugin, registry, tmp_path):
+    cfg = docker_config(tmp_path / "config.json", {registry.host: user(registry)})
+    p = doctor(plugin, registry, f"{registry.host}/team/app:1.0", cfg, "--json")
+    assert p.returncode == 0
+    r = json.loads(p.stdout)
+    assert r["wouldPull"] is True
+    assert r["pinned"].startswith(f"{registry.host}/team/app@sha256:")
+    assert [s["step"] for s in r["steps"]] == ["parse", "provider", "source", "credentials", "registry", "digest", "image-fs", "clock"]
+    assert {s["status"] for s in r["steps"]} <= {"ok", "skip", "warn"}
+
+
+def test_wrong_password_is_a_401_with_cause_and_fix(plugin, registry, tmp_path):
+    SECRETS.add("doctor-wrong-password")
+    cfg = docker_config(tmp_path / "config.json", {registry.host: ("user1", "doctor-wrong-password")})
+    p = doctor(plugin, registry, f"{registry.host}/team/app:1.0", cfg)
+    assert p.returncode == 1
+    assert "401 Unauthorized: the credentials are wrong or expired" in p.stdout
+    assert "doctor-wrong-password" not in p.stdout
+    check_golden("doctor-401.txt", mask(p.stdout, registry.root))
+
+
+def test_missing_tag_is_a_404_with_nearby_tags(plugin, registry, tmp_path):
+    cfg = docker_config(tmp_path / "config.json", {registry.host: user(registry)})
+    p = doctor(plugin, registry, f"{registry.host}/team/app:1.1", cfg)
+    assert p.returncode == 1
+    assert "404 Not Found" in p.stdout
+    assert "tags nearby: 1.0" in p.stdout
+    check_golden("doctor-404.txt", mask(p.stdout, registry.root))
+
+
+def test_registry_down(plugin, registry, tmp_path):
+    host = f"127.0.0.1:{free_port()}"
+    cfg = docker_config(tmp_path / "config.json", {host: user(registry)})
+    p = doctor(plugin, registry, f"{host}/team/app:1.0", cfg)
+    assert p.returncode == 1
+    assert "the registry is down or unreachable" in p.stdout
+
+
+def test_rate_limited_token_service(plugin, registry, tmp_path):
+    srv = token_service_standin(registry, status=429)
+    try:
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        cfg = docker_config(tmp_path / "config.json", {host: user(registry)})
+        p = doctor(plugin, registry, f"{host}/library/nginx:1.27", cfg)
+        assert p.returncode == 1
+        assert "429 Too Many Requests" in p.stdout
+        assert "76 pulls remaining of 100 per 6h0m0s window" in p.stdout
+    finally:
+        srv.shutdown()
+
+
+def forbidding_registry(registry):
+    """A STAND-IN registry that authenticates (Basic) but forbids the pull."""
+    import ssl
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def _answer(self):
+            if self.headers.get("Authorization") is None:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="standin"')
+            else:
+                self.send_response(200 if self.path == "/v2/" else 403)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = _answer
+        do_HEAD = _answer
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(registry.root / "server.pem", registry.root / "server.key")
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_forbidden_is_a_403(plugin, registry, tmp_path):
+    srv = forbidding_registry(registry)
+    try:
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        cfg = docker_config(tmp_path / "config.json", {host: user(registry)})
+        p = doctor(plugin, registry, f"{host}/team/app:1.0", cfg)
+        assert p.returncode == 1
+        assert "403 Forbidden: authenticated, but not allowed to pull" in p.stdout
+    finally:
+        srv.shutdown()
+
+
+def test_no_provider_entry_matches(plugin, registry, tmp_path):
+    cfg = docker_config(tmp_path / "config.json", {registry.host: user(registry)})
+    kube = tmp_path / "other.yaml"
+    subprocess.run([str(BIN), "config", "generate", "--cloud", "aws", "-o", str(kube)], check=True)
+    e = dict(plugin.env, SSL_CERT_FILE=str(registry.ca), PULLCRED_DOCKER_CONFIG=str(cfg))
+    p = subprocess.run([str(BIN), "doctor", f"{registry.host}/team/app:1.0", "--config", str(kube)],
+                       capture_output=True, text=True, env=e, timeout=60)
+    assert p.returncode == 1
+    assert "the kubelet would run no provider" in p.stdout
+
+
+def test_unparseable_image(plugin):
+    p = subprocess.run([str(BIN), "doctor", "Not/An/IMAGE"], capture_output=True, text=True, env=plugin.env)
+    assert p.returncode == 1
+    assert "FAIL  parse" in p.stdout

@@ -86,7 +86,7 @@ def test_refused_connection(plugin):
 
 
 def test_stdin_that_never_closes_ends_at_the_deadline(plugin):
-    p, _ = plugin.start(None)
+    p, _ = plugin.start(None, args=["--timeout", "3s"])
     p.stdin.write('{"apiVersion": "credentialprovider.kubelet.k8s.io/v1",')
     p.stdin.flush()
     # keep stdin open: the watchdog must end the run

@@ -171,6 +171,48 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Reads stdin to EOF, at most one byte past the request limit (the decoder
+/// reports the overflow), waiting at most `timeout` in all.
+fn read_request(stdin: &std::io::Stdin, timeout: Duration) -> std::io::Result<Vec<u8>> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use std::io::Read;
+    let end = std::time::Instant::now() + timeout;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 8192];
+    let mut lock = stdin.lock();
+    loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no end of input within the {}s deadline",
+                    timeout.as_secs_f32()
+                ),
+            ));
+        }
+        let ts = Timespec {
+            tv_sec: left.as_secs() as i64,
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::new(stdin, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(0) => continue, // timed out: the loop reports it
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let n = lock.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(buf);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > crate::protocol::MAX_REQUEST_BYTES {
+            return Ok(buf);
+        }
+    }
+}
+
 fn options(cli: &Cli) -> run::Options {
     run::Options {
         cache_dir: cli.cache_dir.clone(),
@@ -191,9 +233,17 @@ fn get_credentials(cli: Cli) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    run::start_watchdog(cli.timeout);
     let opts = options(&cli);
-    match run::get_credentials(&opts, stdin.lock()) {
+    // The kubelet writes the request and closes stdin; a writer that never
+    // does must not hang us: read with the run's deadline, no thread needed.
+    let input = match read_request(&stdin, opts.timeout) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("pullcred: reading the request from stdin: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run::get_credentials(&opts, input.as_slice()) {
         Ok(json) => {
             run::RESPONDING.store(true, Ordering::SeqCst);
             let mut out = std::io::stdout().lock();

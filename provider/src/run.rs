@@ -156,6 +156,9 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
     }
 
     // 2. A miss: one process refreshes, the others wait and read its entry.
+    // From here on the network and other processes are involved: a watchdog
+    // ends the run one second past the deadline whatever is stuck.
+    start_watchdog(deadline.remaining());
     let _lock = match &cache {
         Some(c) => {
             let wait = (deadline.remaining() / 2).min(Duration::from_secs(10));
@@ -644,9 +647,10 @@ fn cache_key(image: &ImageRef, target: &Target) -> CacheKey {
     hash_parts(&parts)
 }
 
-/// Starts a thread that ends the process one second past the deadline, so no
-/// bug, stuck read or stopped lock holder can hang the kubelet's pull.
-pub fn start_watchdog(timeout: Duration) {
+/// Starts a thread that ends the process one second after `timeout`, so no
+/// bug, stuck DNS lookup or stopped lock holder can hang the kubelet's pull.
+/// Only a cache miss starts it: a hit does no waiting.
+fn start_watchdog(timeout: Duration) {
     let budget = timeout.min(crate::deadline::MAX) + Duration::from_secs(1);
     let spawned = std::thread::Builder::new()
         .name("watchdog".into())

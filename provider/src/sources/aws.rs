@@ -274,7 +274,7 @@ impl Intercept for BoundedBody {
 }
 
 /// `authorizationToken` is base64 of `AWS:<password>`.
-fn decode(token: Option<&str>, expires_at: Option<&DateTime>) -> Result<Fetched, String> {
+pub fn decode(token: Option<&str>, expires_at: Option<&DateTime>) -> Result<Fetched, String> {
     let token = token.ok_or("authorizationData has no authorizationToken")?;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(token.trim())

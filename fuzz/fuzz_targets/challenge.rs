@@ -1,0 +1,10 @@
+//! WWW-Authenticate challenges: any header value.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|s: &str| {
+    for c in pullcred::challenge::parse(s) {
+        assert!(!c.scheme.is_empty());
+        assert_eq!(c.scheme, c.scheme.to_ascii_lowercase());
+    }
+});

@@ -1,0 +1,14 @@
+//! The kubelet's matchImages / auth-key matcher: glob and image split at the
+//! first newline. Never panics; an exact host always matches itself.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|s: &str| {
+    let (glob, image) = s.split_once('\n').unwrap_or((s, s));
+    let _ = kubelet_config::matching::glob_matches(glob, image);
+    let _ = kubelet_config::matching::auth_key_matches(glob, image);
+    let _ = kubelet_config::matching::is_docker_hub_image(image);
+    if let Ok(true) = kubelet_config::matching::glob_matches(image, image) {
+        assert!(kubelet_config::matching::auth_key_matches(image, image) || image.contains("/v"));
+    }
+});

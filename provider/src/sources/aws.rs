@@ -23,7 +23,6 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::DateTime;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_types::service_config::ServiceConfigKey;
-use base64::Engine;
 
 use super::{Fetched, SourceError, error_chain};
 use crate::deadline::Deadline;
@@ -164,7 +163,10 @@ async fn fetch_async(target: &Target, deadline: &Deadline) -> Result<Fetched, St
                 .authorization_data()
                 .first()
                 .ok_or("ECR answered with no authorizationData")?;
-            decode(data.authorization_token(), data.expires_at())
+            super::decode_ecr_token(
+                data.authorization_token(),
+                data.expires_at().map(DateTime::secs),
+            )
         }
         Target::EcrPublic => {
             let conf = sdk_config(Some(ECR_PUBLIC_REGION), deadline).await;
@@ -182,7 +184,10 @@ async fn fetch_async(target: &Target, deadline: &Deadline) -> Result<Fetched, St
             let data = out
                 .authorization_data()
                 .ok_or("ECR Public answered with no authorizationData")?;
-            decode(data.authorization_token(), data.expires_at())
+            super::decode_ecr_token(
+                data.authorization_token(),
+                data.expires_at().map(DateTime::secs),
+            )
         }
     }
 }
@@ -271,29 +276,6 @@ impl Intercept for BoundedBody {
             _ => Ok(()),
         }
     }
-}
-
-/// `authorizationToken` is base64 of `AWS:<password>`.
-pub fn decode(token: Option<&str>, expires_at: Option<&DateTime>) -> Result<Fetched, String> {
-    let token = token.ok_or("authorizationData has no authorizationToken")?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(token.trim())
-        .map_err(|_| "authorizationToken is not base64".to_string())?;
-    let text = String::from_utf8(raw).map_err(|_| "authorizationToken is not UTF-8".to_string())?;
-    let (user, pass) = text
-        .split_once(':')
-        .ok_or("authorizationToken is not user:password")?;
-    if user.is_empty() || pass.is_empty() {
-        return Err("authorizationToken has an empty user or password".into());
-    }
-    let expires_at = expires_at
-        .ok_or("authorizationData has no expiresAt")?
-        .secs();
-    Ok(Fetched {
-        username: user.to_string(),
-        password: Secret::new(pass),
-        expires_at,
-    })
 }
 
 /// One line saying what went wrong, without the request or response bodies.
@@ -411,17 +393,20 @@ mod tests {
         assert!(!e.contains("secret-text"));
     }
 
+    use crate::sources::decode_ecr_token as decode;
+    use base64::Engine;
+
     #[test]
     fn decodes_ecr_tokens() {
         let b64 = base64::engine::general_purpose::STANDARD.encode("AWS:pass:with:colons");
-        let f = decode(Some(&b64), Some(&DateTime::from_secs(1_900_000_000))).unwrap();
+        let f = decode(Some(&b64), Some(1_900_000_000)).unwrap();
         assert_eq!(f.username, "AWS");
         assert_eq!(f.password.expose(), "pass:with:colons");
         assert_eq!(f.expires_at, 1_900_000_000);
         assert!(decode(None, None).is_err());
-        assert!(decode(Some("!!"), Some(&DateTime::from_secs(0))).is_err());
+        assert!(decode(Some("!!"), Some(0)).is_err());
         let no_colon = base64::engine::general_purpose::STANDARD.encode("nocolon");
-        assert!(decode(Some(&no_colon), Some(&DateTime::from_secs(0))).is_err());
+        assert!(decode(Some(&no_colon), Some(0)).is_err());
         assert!(decode(Some(&b64), None).is_err());
     }
 }

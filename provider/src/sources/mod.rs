@@ -71,6 +71,29 @@ pub fn fetch(target: &Target, deadline: &Deadline) -> Result<Fetched, SourceErro
     }
 }
 
+/// ECR's `authorizationToken` is base64 of `AWS:<password>`; `expires_at` is
+/// unix seconds. Pure, so the fuzzer reaches it without the SDK.
+pub fn decode_ecr_token(token: Option<&str>, expires_at: Option<i64>) -> Result<Fetched, String> {
+    use base64::Engine;
+    let token = token.ok_or("authorizationData has no authorizationToken")?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .map_err(|_| "authorizationToken is not base64".to_string())?;
+    let text = String::from_utf8(raw).map_err(|_| "authorizationToken is not UTF-8".to_string())?;
+    let (user, pass) = text
+        .split_once(':')
+        .ok_or("authorizationToken is not user:password")?;
+    if user.is_empty() || pass.is_empty() {
+        return Err("authorizationToken has an empty user or password".into());
+    }
+    let expires_at = expires_at.ok_or("authorizationData has no expiresAt")?;
+    Ok(Fetched {
+        username: user.to_string(),
+        password: Secret::new(pass),
+        expires_at,
+    })
+}
+
 /// Flattens an error and its sources into one line, dropping repeats.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();

@@ -17,13 +17,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::{deadline, logging, run};
+use crate::{deadline, logging, registry, run, sources};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "pullcred",
     version,
-    about = "kubelet image credential provider for ECR and ECR Public, with an on-node token cache",
+    about = "kubelet image credential provider for ECR, ECR Public and Azure Container Registry, with an on-node token cache",
     long_about = None,
     after_help = "Run by the kubelet (--image-credential-provider-config). Reads a CredentialProviderRequest on stdin.\nOther tools: `pullcred config validate|generate ...`, `pullcred match IMAGE --config FILE`.\nLogs: PULLCRED_LOG=debug (stderr; secrets are never logged)."
 )]
@@ -42,6 +42,20 @@ struct Cli {
     /// Deadline for the whole run, at most 55s (the kubelet kills at 60s).
     #[arg(long, global = true, env = "PULLCRED_TIMEOUT", default_value = "20s", value_parser = parse_timeout, value_name = "DURATION")]
     timeout: Duration,
+
+    /// Serve images from SOURCE with the credentials of the Azure Container
+    /// Registry ACR (repeatable; the variable takes a comma-separated list).
+    #[arg(long = "mirror", global = true, env = "PULLCRED_ACR_MIRRORS", value_delimiter = ',', value_parser = registry::parse_acr_mirror, value_name = "SOURCE=ACR")]
+    mirrors: Vec<registry::AcrMirror>,
+
+    /// AKS's azure.json [default: /etc/kubernetes/azure.json when present; "" for none]
+    #[arg(
+        long,
+        global = true,
+        env = "PULLCRED_AZURE_CONFIG",
+        value_name = "FILE"
+    )]
+    azure_config: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +118,10 @@ fn get_credentials(cli: Cli) -> ExitCode {
         cache_dir: cli.cache_dir,
         no_cache: cli.no_cache,
         timeout: cli.timeout,
+        azure: sources::AzureSettings {
+            mirrors: cli.mirrors,
+            config: cli.azure_config,
+        },
     };
     match run::get_credentials(&opts, stdin.lock()) {
         Ok(json) => {

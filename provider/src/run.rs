@@ -15,7 +15,7 @@ use crate::expiry::{self, Freshness};
 use crate::image::ImageRef;
 use crate::protocol::{self, AuthConfig, CacheKeyType, Request, Response};
 use crate::registry::{self, Target};
-use crate::sources::{self, AWS_IDENTITY_ENV, Fetched};
+use crate::sources::{self, AWS_IDENTITY_ENV, AzureSettings, Fetched};
 
 /// Settings from flags and environment.
 #[derive(Debug, Clone)]
@@ -23,6 +23,7 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     pub no_cache: bool,
     pub timeout: Duration,
+    pub azure: AzureSettings,
 }
 
 /// Why a run failed: one line naming the registry (when known), the step and
@@ -73,8 +74,9 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
         protocol::decode_request(&buf).map_err(|e| fail(None, "decoding the request", e))?;
     let image = ImageRef::parse(&request.image).map_err(|e| fail(None, "parsing the image", e))?;
     let reg = image.registry.clone();
-    let target = registry::route(&image).map_err(|e| fail(Some(&reg), "choosing a source", e))?;
-    let key = cache_key(&image, &target);
+    let target = registry::route_with_mirrors(&image, &opts.azure.mirrors)
+        .map_err(|e| fail(Some(&reg), "choosing a source", e))?;
+    let key = cache_key(&image, &target, &opts.azure);
 
     let cache = if opts.no_cache {
         None
@@ -133,7 +135,7 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
 
     // 3. Upstream.
     tracing::debug!(registry = %reg, source = target.source(), "cache miss; fetching");
-    match sources::fetch(&target, &deadline) {
+    match sources::fetch(&target, &opts.azure, &deadline) {
         Ok(fetched) => Ok(answer_fresh(
             cache.as_ref(),
             &key,
@@ -288,7 +290,7 @@ fn auth_matches(auth: &BTreeMap<String, AuthConfig>, image: &ImageRef) -> bool {
 }
 
 /// The request and configuration facts that decide the credential.
-fn cache_key(image: &ImageRef, target: &Target) -> CacheKey {
+fn cache_key(image: &ImageRef, target: &Target, azure: &AzureSettings) -> CacheKey {
     let mut parts: Vec<(&str, String)> = vec![
         ("source", target.source().to_string()),
         ("registry", image.registry.clone()),
@@ -298,6 +300,12 @@ fn cache_key(image: &ImageRef, target: &Target) -> CacheKey {
         parts.push(("fips", r.fips.to_string()));
         parts.push(("dual-stack", r.dual_stack.to_string()));
     }
+    #[cfg(feature = "azure")]
+    if let Target::Acr(r) = target {
+        parts.extend(sources::azure::cache_parts(r, azure));
+    }
+    #[cfg(not(feature = "azure"))]
+    let _ = azure;
     for name in AWS_IDENTITY_ENV {
         if let Some(v) = std::env::var_os(name) {
             parts.push((name, v.to_string_lossy().into_owned()));

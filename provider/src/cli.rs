@@ -45,10 +45,10 @@ struct Cli {
 
     /// Serve images from SOURCE with the credentials of the Azure Container
     /// Registry ACR (repeatable; the variable takes a comma-separated list).
-    #[arg(long = "mirror", global = true, env = "PULLCRED_ACR_MIRRORS", value_delimiter = ',', value_parser = registry::parse_acr_mirror, value_name = "SOURCE=ACR")]
-    mirrors: Vec<registry::AcrMirror>,
+    #[arg(long = "mirror", global = true, env = "PULLCRED_ACR_MIRRORS", value_delimiter = ',', value_parser = parse_mirror, value_name = "SOURCE=ACR")]
+    mirrors: Vec<Mirror>,
 
-    /// AKS's azure.json [default: /etc/kubernetes/azure.json when present; "" for none]
+    /// AKS's azure.json [default: /etc/kubernetes/azure.json when present; "none" for no file]
     #[arg(
         long,
         global = true,
@@ -62,6 +62,17 @@ struct Cli {
 enum Command {
     /// Answer one CredentialProviderRequest from stdin (the default).
     GetCredentials,
+}
+
+/// One `--mirror` value; empty items of the comma-separated list are skipped.
+#[derive(Debug, Clone)]
+struct Mirror(Option<registry::AcrMirror>);
+
+fn parse_mirror(s: &str) -> Result<Mirror, String> {
+    if s.trim().is_empty() {
+        return Ok(Mirror(None));
+    }
+    registry::parse_acr_mirror(s).map(|m| Mirror(Some(m)))
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -119,7 +130,7 @@ fn get_credentials(cli: Cli) -> ExitCode {
         no_cache: cli.no_cache,
         timeout: cli.timeout,
         azure: sources::AzureSettings {
-            mirrors: cli.mirrors,
+            mirrors: cli.mirrors.into_iter().filter_map(|m| m.0).collect(),
             config: cli.azure_config,
         },
     };

@@ -131,7 +131,7 @@ pub fn fetch(
 
 fn config_path(settings: &AzureSettings) -> Option<PathBuf> {
     match &settings.config {
-        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) if p.as_os_str() == "none" => None,
         Some(p) => Some(p.clone()),
         None => {
             let p = PathBuf::from(DEFAULT_CONFIG);
@@ -285,17 +285,17 @@ fn imds_token(
         pct(ACR_RESOURCE)
     );
     let who = match id {
-        None => "system-assigned".to_string(),
+        None => "the system-assigned managed identity".to_string(),
         Some(UserAssigned::ClientId(c)) => {
             url.push_str(&format!("&client_id={}", pct(c)));
-            format!("client ID {c}")
+            format!("managed identity {c} (client ID)")
         }
         Some(UserAssigned::ResourceId(r)) => {
             url.push_str(&format!("&msi_res_id={}", pct(r)));
-            r.clone()
+            format!("managed identity {r}")
         }
     };
-    let step = format!("Entra token from IMDS for managed identity {who} ({base})");
+    let step = format!("Entra token from IMDS for {who} ({base})");
     let fail = |detail: String| SourceError {
         step: step.clone(),
         detail,

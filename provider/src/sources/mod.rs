@@ -20,7 +20,7 @@ pub struct AzureSettings {
     /// `--mirror SOURCE=ACR`, `PULLCRED_ACR_MIRRORS`.
     pub mirrors: Vec<AcrMirror>,
     /// `--azure-config`, `PULLCRED_AZURE_CONFIG`: AKS's azure.json. `None`:
-    /// `/etc/kubernetes/azure.json` when it exists; an empty path: none.
+    /// `/etc/kubernetes/azure.json` when it exists; `none`: no file.
     pub config: Option<PathBuf>,
 }
 

@@ -15,7 +15,8 @@
 //! - [`expiry`]: refresh points and `cacheDuration` from a token's real expiry.
 //! - [`deadline`]: one deadline for the whole run.
 //! - `http`: a small blocking HTTPS client with classified errors (feature `http`).
-//! - [`sources`]: upstream fetchers (AWS SDK behind the `aws` feature).
+//! - [`sources`]: upstream fetchers (AWS SDK behind the `aws` feature; Azure
+//!   Container Registry over `http` behind the `azure` feature).
 //! - [`secret`]: a string type that cannot be printed.
 //! - [`logging`]: stderr logging from `PULLCRED_LOG`, with third-party crates capped.
 

@@ -91,13 +91,13 @@ pub fn fetch(
 ) -> Result<Fetched, SourceError> {
     let identity = identity(settings)?;
     tracing::debug!(identity = %identity.describe(), acr = %reg.login_server, "ACR: getting an Entra token");
+    let endpoints = Endpoints::from_env()?;
     let client = Client::new(deadline);
     let access = entra_token(&client, deadline, &identity)?;
     let tenant = identity
         .tenant
         .clone()
         .or_else(|| jwt::string_claim(access.expose(), "tid"));
-    let endpoints = Endpoints::from_env()?;
     let bearer = challenge(&client, deadline, &endpoints, &reg.login_server)?;
     let refresh = exchange(
         &client,

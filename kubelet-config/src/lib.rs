@@ -3,5 +3,5 @@
 //!
 //! # Layout
 //! - [`matching`]: `matchImages` globs, response `auth` keys, Docker Hub test.
-pub mod cli;
 pub mod matching;
+pub mod cli;

@@ -225,7 +225,7 @@ pub fn build(opts: &GenerateOptions) -> Result<CredentialProviderConfig, Generat
                         });
                     }
                     push_unique(&mut images, src);
-                    args.push(format!("--registry-mirror={src}:{acr}"));
+                    args.push(format!("--mirror={src}={acr}"));
                 }
             }
             _ => {

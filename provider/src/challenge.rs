@@ -1,85 +1,130 @@
-//! `WWW-Authenticate` challenges (RFC 9110 §11.6.1), as registries send them:
-//! `Bearer realm="https://auth.docker.io/token",service="registry.docker.io"`.
+//! `WWW-Authenticate` challenges (RFC 9110 §11.6.1): the registry's answer to
+//! an anonymous `GET /v2/` says where and for which service to get a token.
 //!
-//! Values may be quoted (with `\` escapes and commas inside) or bare tokens;
-//! a header may carry several challenges; parameters may be missing.
+//! A header may carry several challenges (`Basic realm="a", Bearer realm="b"`);
+//! parameter values are tokens or quoted strings, which may hold commas,
+//! spaces and backslash escapes. Scheme and parameter names are
+//! case-insensitive. Pure functions on strings. Used by the ACR exchange, the
+//! static-credential registry check and `pullcred doctor`.
 
-use std::collections::BTreeMap;
-
+/// One challenge: its scheme and parameters, names lowercased.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
-    /// Lowercased: `bearer`, `basic`.
     pub scheme: String,
-    /// Parameter names lowercased; values as sent, unquoted.
-    pub params: BTreeMap<String, String>,
+    pub params: Vec<(String, String)>,
 }
 
 impl Challenge {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.get(name).map(String::as_str)
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
-/// Parses every challenge in a header value. Malformed tails are dropped;
-/// what parsed before them is kept.
-pub fn parse(header: &str) -> Vec<Challenge> {
+/// What a registry's Bearer challenge asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bearer {
+    pub realm: String,
+    pub service: String,
+}
+
+/// Parses every challenge in a header value.
+pub fn parse(header: &str) -> Result<Vec<Challenge>, String> {
     let mut p = Parser {
         s: header.as_bytes(),
         i: 0,
     };
-    let mut out: Vec<Challenge> = Vec::new();
+    let mut out = Vec::new();
     loop {
-        p.skip_ws_and_commas();
-        let Some(scheme) = p.token() else { break };
+        p.skip(|b| b == b',' || is_space(b));
+        if p.done() {
+            break;
+        }
+        let scheme = p.token();
+        if scheme.is_empty() {
+            return Err(format!(
+                "unexpected {:?} where a scheme was expected",
+                p.rest_char()
+            ));
+        }
         let mut ch = Challenge {
             scheme: scheme.to_ascii_lowercase(),
-            params: BTreeMap::new(),
+            params: Vec::new(),
         };
+        p.skip(is_space);
+        if p.token68() {
+            // `Scheme token68` (Negotiate, Basic credentials): no parameters.
+            out.push(ch);
+            continue;
+        }
+        // auth-params: name = value, separated by commas, until the next scheme.
         loop {
-            p.skip_ws();
             let save = p.i;
-            // token68 (e.g. `Negotiate abc==`) or a name=value pair
-            let Some(name) = p.token() else { break };
-            p.skip_ws();
-            if !p.eat(b'=') {
-                // not a parameter: this is the next challenge's scheme
+            p.skip(|b| b == b',' || is_space(b));
+            let name = p.token();
+            p.skip(is_space);
+            if name.is_empty() || !p.eat(b'=') {
+                // not a parameter: a new challenge (or a token68) starts here
                 p.i = save;
                 break;
             }
-            p.skip_ws();
-            let value = if p.peek() == Some(b'"') {
-                match p.quoted() {
-                    Some(v) => Some(v),
-                    None => break, // unterminated: drop it
-                }
+            p.skip(is_space);
+            let value = if p.eat(b'"') {
+                p.quoted()?
             } else {
-                p.token()
-            };
-            let Some(value) = value else {
-                // `name=` with nothing after: keep it empty
-                ch.params.entry(name.to_ascii_lowercase()).or_default();
-                p.skip_ws();
-                if !p.eat(b',') {
-                    break;
+                let v = p.token();
+                if v.is_empty() {
+                    return Err(format!("parameter {name:?} has no value"));
                 }
-                continue;
+                v.to_string()
             };
-            ch.params.entry(name.to_ascii_lowercase()).or_insert(value);
-            p.skip_ws();
-            if !p.eat(b',') {
-                break;
+            ch.params.push((name.to_ascii_lowercase(), value));
+            p.skip(is_space);
+            if !p.done() && p.s[p.i] != b',' {
+                return Err(format!(
+                    "unexpected {:?} after parameter {name:?}",
+                    p.rest_char()
+                ));
             }
         }
         out.push(ch);
-        if p.i >= p.s.len() {
-            break;
-        }
-        // Guard against no progress on garbage.
-        if p.token_start_invalid() {
-            p.i += 1;
-        }
     }
-    out
+    Ok(out)
+}
+
+/// The Bearer challenge's realm and service, both required.
+pub fn bearer(header: &str) -> Result<Bearer, String> {
+    let all = parse(header)?;
+    let Some(b) = all.iter().find(|c| c.scheme == "bearer") else {
+        let schemes: Vec<&str> = all.iter().map(|c| c.scheme.as_str()).collect();
+        return Err(format!(
+            "no Bearer challenge in WWW-Authenticate (schemes: {})",
+            if schemes.is_empty() {
+                "none".to_string()
+            } else {
+                schemes.join(", ")
+            }
+        ));
+    };
+    let get = |name: &str| match b.param(name) {
+        Some(v) if !v.is_empty() => Ok(v.to_string()),
+        _ => Err(format!("the Bearer challenge has no {name}")),
+    };
+    Ok(Bearer {
+        realm: get("realm")?,
+        service: get("service")?,
+    })
+}
+
+fn is_space(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// RFC 9110 tchar.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 struct Parser<'a> {
@@ -87,13 +132,19 @@ struct Parser<'a> {
     i: usize,
 }
 
-impl Parser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
+impl<'a> Parser<'a> {
+    fn done(&self) -> bool {
+        self.i >= self.s.len()
+    }
+
+    fn skip(&mut self, f: impl Fn(u8) -> bool) {
+        while !self.done() && f(self.s[self.i]) {
+            self.i += 1;
+        }
     }
 
     fn eat(&mut self, b: u8) -> bool {
-        if self.peek() == Some(b) {
+        if !self.done() && self.s[self.i] == b {
             self.i += 1;
             true
         } else {
@@ -101,134 +152,166 @@ impl Parser<'_> {
         }
     }
 
-    fn skip_ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.i += 1;
-        }
-    }
-
-    fn skip_ws_and_commas(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b',')) {
-            self.i += 1;
-        }
-    }
-
-    fn token_start_invalid(&self) -> bool {
-        self.peek().is_some_and(|b| !is_tchar(b))
-    }
-
-    /// An RFC 9110 token (with `/` and `:`, which bare realm URLs use).
-    fn token(&mut self) -> Option<String> {
+    fn token(&mut self) -> &'a str {
         let start = self.i;
-        while self.peek().is_some_and(is_tchar) {
-            self.i += 1;
-        }
-        (self.i > start).then(|| String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
+        // Unquoted values in the wild include '/' and ':' (realm=https://...).
+        self.skip(|b| is_tchar(b) || b == b'/' || b == b':');
+        std::str::from_utf8(&self.s[start..self.i]).unwrap_or("")
     }
 
-    fn quoted(&mut self) -> Option<String> {
-        debug_assert_eq!(self.peek(), Some(b'"'));
-        self.i += 1;
-        let mut out = Vec::new();
-        while let Some(b) = self.peek() {
+    /// Consumes a token68 (`1*( ALPHA / DIGIT / "-._~+/" ) *"="`) if one,
+    /// and not an auth-param, starts here.
+    fn token68(&mut self) -> bool {
+        let t68 = |b: u8| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+        let rest = &self.s[self.i..];
+        let body = rest.iter().take_while(|b| t68(**b)).count();
+        let pad = rest[body..].iter().take_while(|b| **b == b'=').count();
+        let end = body + pad;
+        // A token68 is followed by the end or a comma; `name = value` is not.
+        let after = rest[end..].iter().find(|b| !is_space(**b));
+        let is = body > 0 && matches!(after, None | Some(b','));
+        if is {
+            self.i += end;
+        }
+        is
+    }
+
+    fn quoted(&mut self) -> Result<String, String> {
+        let mut v = Vec::new();
+        while !self.done() {
+            let b = self.s[self.i];
             self.i += 1;
             match b {
-                b'"' => return Some(String::from_utf8_lossy(&out).into_owned()),
-                b'\\' => {
-                    if let Some(n) = self.peek() {
-                        out.push(n);
-                        self.i += 1;
-                    }
+                b'"' => return Ok(String::from_utf8_lossy(&v).into_owned()),
+                b'\\' if !self.done() => {
+                    v.push(self.s[self.i]);
+                    self.i += 1;
                 }
-                _ => out.push(b),
+                _ => v.push(b),
             }
         }
-        None // unterminated
+        Err("unterminated quoted string".into())
     }
-}
 
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/:".contains(&b)
+    fn rest_char(&self) -> char {
+        std::str::from_utf8(&self.s[self.i..])
+            .ok()
+            .and_then(|s| s.chars().next())
+            .unwrap_or('?')
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn one(h: &str) -> Challenge {
-        let v = parse(h);
-        assert_eq!(v.len(), 1, "{h}: {v:?}");
-        v.into_iter().next().unwrap()
+    fn b(realm: &str, service: &str) -> Bearer {
+        Bearer {
+            realm: realm.into(),
+            service: service.into(),
+        }
     }
 
     #[test]
-    fn docker_hub_bearer() {
-        let c = one(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#);
-        assert_eq!(c.scheme, "bearer");
-        assert_eq!(c.param("realm"), Some("https://auth.docker.io/token"));
-        assert_eq!(c.param("service"), Some("registry.docker.io"));
-        assert_eq!(c.param("scope"), None);
-    }
-
-    #[test]
-    fn unquoted_values() {
-        // the value the existing Azure provider's parser gets wrong
-        let c = one("Bearer realm=https://myreg.azurecr.io/oauth2/token,service=myreg.azurecr.io");
+    fn docker_hub_and_basic() {
+        let all =
+            parse(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io""#)
+                .unwrap();
+        assert_eq!(all[0].param("realm"), Some("https://auth.docker.io/token"));
+        assert_eq!(all[0].param("scope"), None);
+        let all = parse(r#"Basic  Realm = "Registry Realm" "#).unwrap();
         assert_eq!(
-            c.param("realm"),
-            Some("https://myreg.azurecr.io/oauth2/token")
+            (all[0].scheme.as_str(), all[0].param("realm")),
+            ("basic", Some("Registry Realm"))
         );
-        assert_eq!(c.param("service"), Some("myreg.azurecr.io"));
     }
 
     #[test]
-    fn commas_and_escapes_inside_quotes() {
-        let c = one(
-            r#"Bearer realm="https://r/t",scope="repository:a/b:pull,push",error="say \"hi\"""#,
+    fn acr_challenge_quoted() {
+        assert_eq!(
+            bearer(
+                r#"Bearer realm="https://myreg.azurecr.io/oauth2/token",service="myreg.azurecr.io""#
+            ),
+            Ok(b(
+                "https://myreg.azurecr.io/oauth2/token",
+                "myreg.azurecr.io"
+            ))
         );
-        assert_eq!(c.param("scope"), Some("repository:a/b:pull,push"));
-        assert_eq!(c.param("error"), Some(r#"say "hi""#));
     }
 
     #[test]
-    fn basic_and_spacing_and_case() {
-        let c = one(r#"Basic  Realm = "Registry Realm" "#);
-        assert_eq!(c.scheme, "basic");
-        assert_eq!(c.param("realm"), Some("Registry Realm"));
-        let c = one("basic");
-        assert_eq!(c.scheme, "basic");
-        assert!(c.params.is_empty());
+    fn unquoted_values_including_the_last_one() {
+        // The anchor's parser mishandles an unquoted last value.
+        assert_eq!(
+            bearer("Bearer realm=https://r.azurecr.io/oauth2/token,service=r.azurecr.io"),
+            Ok(b("https://r.azurecr.io/oauth2/token", "r.azurecr.io"))
+        );
+        assert_eq!(
+            bearer("Bearer service=r.azurecr.io, realm=\"https://r.azurecr.io/oauth2/token\""),
+            Ok(b("https://r.azurecr.io/oauth2/token", "r.azurecr.io"))
+        );
     }
 
     #[test]
-    fn several_challenges() {
-        let v = parse(r#"Basic realm="x", Bearer realm="https://a/token",service="s""#);
-        assert_eq!(v.len(), 2);
-        assert_eq!(v[0].scheme, "basic");
-        assert_eq!(v[1].scheme, "bearer");
-        assert_eq!(v[1].param("service"), Some("s"));
+    fn commas_spaces_and_escapes_inside_quotes() {
+        let c = bearer(r#"Bearer realm = "https://x/t?a=1,b=2" , service="svc \"q\", x", scope="repository:a:pull,push""#)
+            .unwrap();
+        assert_eq!(c, b("https://x/t?a=1,b=2", r#"svc "q", x"#));
     }
 
     #[test]
-    fn missing_and_malformed_parameters() {
-        let c = one("Bearer service=s");
-        assert_eq!(c.param("realm"), None);
-        let c = one(r#"Bearer realm="unterminated"#);
-        assert_eq!(c.param("realm"), None);
-        let c = one("Bearer realm=,service=s");
-        assert_eq!(c.param("realm"), Some(""));
-        assert_eq!(c.param("service"), Some("s"));
-        assert!(parse("").is_empty());
-        assert!(parse("   ,, ").is_empty());
-        // garbage never loops or panics
-        for g in [
-            "\"\"\"",
-            "=,=,=",
-            "Bearer ===",
-            "Bearer realm=\"\\",
-            "\u{0}\u{1}",
+    fn case_insensitive_scheme_and_names() {
+        assert_eq!(bearer("BEARER Realm=\"r\", SERVICE=s"), Ok(b("r", "s")));
+    }
+
+    #[test]
+    fn several_challenges_in_one_header() {
+        let all = parse(r#"Basic realm="Registry, basic", Bearer realm="https://r/t",service="r", Negotiate abc=="#).unwrap();
+        let schemes: Vec<&str> = all.iter().map(|c| c.scheme.as_str()).collect();
+        assert_eq!(schemes, ["basic", "bearer", "negotiate"]);
+        assert_eq!(all[0].param("realm"), Some("Registry, basic"));
+        assert_eq!(
+            bearer(r#"Basic realm="x", Bearer realm="https://r/t",service="r""#),
+            Ok(b("https://r/t", "r"))
+        );
+    }
+
+    #[test]
+    fn missing_parameters_and_schemes() {
+        assert_eq!(
+            bearer(r#"Bearer realm="https://r/t""#),
+            Err("the Bearer challenge has no service".into())
+        );
+        assert_eq!(
+            bearer(r#"Bearer service="r""#),
+            Err("the Bearer challenge has no realm".into())
+        );
+        assert_eq!(
+            bearer(r#"Bearer realm="",service=r"#),
+            Err("the Bearer challenge has no realm".into())
+        );
+        assert_eq!(
+            bearer("Bearer"),
+            Err("the Bearer challenge has no realm".into())
+        );
+        let e = bearer(r#"Basic realm="Registry""#).unwrap_err();
+        assert!(
+            e.contains("no Bearer challenge") && e.contains("basic"),
+            "{e}"
+        );
+        assert!(bearer("").unwrap_err().contains("none"));
+    }
+
+    #[test]
+    fn malformed_headers_are_errors_not_panics() {
+        for bad in [
+            r#"Bearer realm="unterminated"#,
+            "Bearer realm=,service=x",
+            "Bearer realm=\"a\" junk",
+            "=x",
+            "Bearer realm=é",
         ] {
-            let _ = parse(g);
+            assert!(bearer(bad).is_err(), "{bad}");
         }
     }
 }

@@ -17,13 +17,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::{deadline, logging, run};
+use crate::{deadline, logging, registry, run, sources};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "pullcred",
     version,
-    about = "kubelet image credential provider for ECR and ECR Public, with an on-node token cache",
+    about = "kubelet image credential provider for ECR, ECR Public and Azure Container Registry, with an on-node token cache",
     long_about = None,
     after_help = "Run by the kubelet (--image-credential-provider-config). Reads a CredentialProviderRequest on stdin.\nOther tools: `pullcred config validate|generate ...`, `pullcred match IMAGE --config FILE`.\nLogs: PULLCRED_LOG=debug (stderr; secrets are never logged)."
 )]
@@ -66,6 +66,20 @@ struct Cli {
     /// Deadline for the whole run, at most 55s (the kubelet kills at 60s).
     #[arg(long, global = true, env = "PULLCRED_TIMEOUT", default_value = "20s", value_parser = parse_timeout, value_name = "DURATION")]
     timeout: Duration,
+
+    /// Serve images from SOURCE with the credentials of the Azure Container
+    /// Registry ACR (repeatable; the variable takes a comma-separated list).
+    #[arg(long = "mirror", global = true, env = "PULLCRED_ACR_MIRRORS", value_delimiter = ',', value_parser = parse_mirror, value_name = "SOURCE=ACR")]
+    mirrors: Vec<Mirror>,
+
+    /// AKS's azure.json [default: /etc/kubernetes/azure.json when present; "none" for no file]
+    #[arg(
+        long,
+        global = true,
+        env = "PULLCRED_AZURE_CONFIG",
+        value_name = "FILE"
+    )]
+    azure_config: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +118,17 @@ fn parse_static_ttl(s: &str) -> Result<Duration, String> {
         return Err("must be between 1s and 12h".into());
     }
     Ok(d)
+}
+
+/// One `--mirror` value; empty items of the comma-separated list are skipped.
+#[derive(Debug, Clone)]
+struct Mirror(Option<registry::AcrMirror>);
+
+fn parse_mirror(s: &str) -> Result<Mirror, String> {
+    if s.trim().is_empty() {
+        return Ok(Mirror(None));
+    }
+    registry::parse_acr_mirror(s).map(|m| Mirror(Some(m)))
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -222,6 +247,10 @@ fn options(cli: &Cli) -> run::Options {
         aws_secrets: cli.aws_secrets.clone(),
         static_ttl: cli.static_cache_duration,
         registry_check: !cli.no_registry_check,
+        azure: sources::AzureSettings {
+            mirrors: cli.mirrors.iter().filter_map(|m| m.0.clone()).collect(),
+            config: cli.azure_config.clone(),
+        },
     }
 }
 

@@ -378,7 +378,7 @@ fn contact(
         401 => {
             let challenges = first
                 .header("www-authenticate")
-                .map(challenge::parse)
+                .and_then(|h| challenge::parse(h).ok())
                 .unwrap_or_default();
             match challenges.iter().find(|c| c.scheme == "bearer") {
                 Some(b) => {

@@ -17,10 +17,10 @@
 //! - [`deadline`]: one deadline for the whole run.
 //! - `doctor`: `pullcred doctor IMAGE`, explaining an ImagePullBackOff from the node.
 //! - `http`: a small blocking HTTPS client with classified errors (feature `http`).
-//! - [`sources`]: upstream fetchers (AWS SDK behind `aws`; dockerconfigjson files and the
-//!   registry check behind `static`).
+//! - [`sources`]: upstream fetchers (AWS SDK behind `aws`; Azure Container Registry
+//!   behind `azure`; dockerconfigjson files and the registry check behind `static`).
 //! - [`secret`]: a string type that cannot be printed.
-//! - [`logging`]: stderr logging from `PULLCRED_LOG`, with third-party crates capped.
+//! - [`logging`]: stderr logging from `PULLCRED_LOG`; third-party crates are silenced.
 
 pub mod cache;
 pub mod challenge;

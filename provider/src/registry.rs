@@ -13,6 +13,7 @@ use crate::image::ImageRef;
 pub enum Target {
     EcrPrivate(EcrRegistry),
     EcrPublic,
+    Acr(AcrRegistry),
 }
 
 impl Target {
@@ -21,6 +22,7 @@ impl Target {
         match self {
             Target::EcrPrivate(_) => "ecr",
             Target::EcrPublic => "ecr-public",
+            Target::Acr(_) => "acr",
         }
     }
 }
@@ -109,7 +111,7 @@ impl std::fmt::Display for NoSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "no pullcred source serves registry {:?} (supported: Amazon ECR private and ECR Public hosts); check the kubelet config's matchImages",
+            "no pullcred source serves registry {:?} (supported: Amazon ECR private and ECR Public hosts, Azure Container Registry hosts and --mirror sources); check the kubelet config's matchImages",
             self.registry
         )
     }
@@ -118,9 +120,28 @@ impl std::fmt::Display for NoSource {
 impl std::error::Error for NoSource {}
 
 pub fn route(image: &ImageRef) -> Result<Target, NoSource> {
+    route_with_mirrors(image, &[])
+}
+
+/// [`route`], with operator-given mirrors served by an ACR. A mirror is
+/// matched on the whole registry (host and port) and wins over the host forms.
+pub fn route_with_mirrors(image: &ImageRef, mirrors: &[AcrMirror]) -> Result<Target, NoSource> {
     let no = || NoSource {
         registry: image.registry.clone(),
     };
+    if let Some(m) = mirrors.iter().find(|m| m.source == image.registry) {
+        return Ok(Target::Acr(AcrRegistry {
+            login_server: m.acr.clone(),
+            mirror_of: Some(m.source.clone()),
+        }));
+    }
+    if parse_acr_host(image.host()).is_some() {
+        // ACR hosts keep their port: it is part of the login server.
+        return Ok(Target::Acr(AcrRegistry {
+            login_server: image.registry.clone(),
+            mirror_of: None,
+        }));
+    }
     if image.port().is_some() {
         return Err(no());
     }
@@ -191,6 +212,113 @@ fn valid_region(region: &str) -> bool {
         && !num.is_empty()
         && num.len() <= 2
         && num.bytes().all(|b| b.is_ascii_digit())
+}
+
+// ---------------------------------------------------------------------------
+// Azure Container Registry
+
+/// An Azure Container Registry the image is pulled from, or that serves a
+/// mirrored registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcrRegistry {
+    /// The registry we authenticate against, `host[:port]`, e.g. `myreg.azurecr.io`.
+    pub login_server: String,
+    /// The image's own registry when it is a `--mirror` source served by this ACR.
+    pub mirror_of: Option<String>,
+}
+
+/// `--mirror SOURCE=ACR`: images from `source` (`host[:port]`) get the
+/// credentials of the ACR `acr` (`host[:port]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcrMirror {
+    pub source: String,
+    pub acr: String,
+}
+
+/// ACR's DNS suffixes: public, China, US Government, Germany.
+pub const ACR_SUFFIXES: [&str; 4] = ["azurecr.io", "azurecr.cn", "azurecr.us", "azurecr.de"];
+
+/// The parts of an ACR host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcrHost<'a> {
+    /// The registry name, e.g. `myreg` of `myreg-abc123.azurecr.io`.
+    pub name: &'a str,
+    /// The domain-name-label hash of a hyphenated data-endpoint name.
+    pub hash: Option<&'a str>,
+    /// The region of a geo-replica host, `<reg>.<region>.geo.azurecr.io`.
+    pub region: Option<&'a str>,
+    pub suffix: &'static str,
+}
+
+/// Anchored ACR host grammar (lowercase, no port, no trailing dot):
+///
+/// - `<reg>.<suffix>` for each of [`ACR_SUFFIXES`];
+/// - `<reg>.<region>.geo.azurecr.io` (geo-replica);
+/// - `<reg>` may be `<name>-<hash>` (domain-name-label scope).
+///
+/// `<name>` is 1 to 50 letters and digits (Azure allows 5 to 50; the anchor's
+/// vectors use `foo`), `<hash>` 1 to 32, `<region>` 1 to 40.
+pub fn parse_acr_host(host: &str) -> Option<AcrHost<'_>> {
+    let (label, rest) = host.split_once('.')?;
+    let (name, hash) = match label.split_once('-') {
+        Some((n, h)) => (n, Some(h)),
+        None => (label, None),
+    };
+    if !alnum(name, 50) || !hash.is_none_or(|h| alnum(h, 32)) {
+        return None;
+    }
+    if let Some(suffix) = ACR_SUFFIXES.iter().find(|s| **s == rest) {
+        return Some(AcrHost {
+            name,
+            hash,
+            region: None,
+            suffix,
+        });
+    }
+    let (region, geo) = rest.split_once('.')?;
+    if geo != "geo.azurecr.io" || !alnum(region, 40) {
+        return None;
+    }
+    Some(AcrHost {
+        name,
+        hash,
+        region: Some(region),
+        suffix: ACR_SUFFIXES[0],
+    })
+}
+
+fn alnum(s: &str, max: usize) -> bool {
+    (1..=max).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// Parses one `SOURCE=ACR` mirror mapping. Both sides are registries as
+/// images name them (`host[:port]`); the right side must be an ACR host.
+pub fn parse_acr_mirror(s: &str) -> Result<AcrMirror, String> {
+    let (source, acr) = s.split_once('=').ok_or_else(|| {
+        format!("mirror {s:?} is not SOURCE=ACR (e.g. mcr.microsoft.com=myreg.azurecr.io)")
+    })?;
+    let (source, acr) = (source.trim(), acr.trim());
+    let as_registry = |r: &str| {
+        ImageRef::parse(&format!("{r}/x"))
+            .ok()
+            .filter(|i| i.registry == r)
+    };
+    if as_registry(source).is_none() {
+        return Err(format!(
+            "mirror source {source:?} is not a registry host[:port]"
+        ));
+    }
+    match as_registry(acr) {
+        Some(i) if parse_acr_host(i.host()).is_some() => Ok(AcrMirror {
+            source: source.to_string(),
+            acr: acr.to_string(),
+        }),
+        _ => Err(format!(
+            "mirror target {acr:?} is not an Azure Container Registry host (<reg>.azurecr.io and the like)"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -370,5 +498,170 @@ mod tests {
     fn no_source_error_names_the_registry() {
         let e = target("quay.io/foo/bar").unwrap_err();
         assert!(e.to_string().contains("\"quay.io\""), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod acr_tests {
+    use super::*;
+
+    const VECTORS: &str = include_str!("../../tests/vectors/registry-hosts.json");
+
+    fn target(image: &str) -> Result<Target, NoSource> {
+        route(&ImageRef::parse(image).unwrap())
+    }
+
+    fn login_server(t: Result<Target, NoSource>) -> Option<String> {
+        match t {
+            Ok(Target::Acr(r)) => Some(r.login_server),
+            _ => None,
+        }
+    }
+
+    // Vectors restated from kubernetes-sigs/cloud-provider-azure
+    // pkg/credentialprovider (azure_credentials_test.go), via
+    // tests/vectors/registry-hosts.json.
+    #[test]
+    fn every_match_vector_routes_to_its_login_server() {
+        let v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        for pair in v["acr_match"].as_array().unwrap() {
+            let (image, want) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+            if image.contains('/') {
+                assert_eq!(
+                    login_server(target(image)).as_deref(),
+                    Some(want),
+                    "{image}"
+                );
+            } else {
+                // A bare `foo.azurecr.io` is, as an image, a Docker Hub
+                // repository; as a host it is ACR.
+                assert!(parse_acr_host(image).is_some(), "{image}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_not_vector_gets_nothing() {
+        let v: serde_json::Value = serde_json::from_str(VECTORS).unwrap();
+        for s in v["acr_not"].as_array().unwrap() {
+            let s = s.as_str().unwrap();
+            if let Ok(image) = ImageRef::parse(s) {
+                assert_eq!(login_server(route(&image)), None, "{s}");
+            }
+            assert_eq!(parse_acr_host(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn geo_replicas_and_data_endpoint_names() {
+        let h = parse_acr_host("myreg.westeurope.geo.azurecr.io").unwrap();
+        assert_eq!(
+            (h.name, h.region, h.hash),
+            ("myreg", Some("westeurope"), None)
+        );
+        let h = parse_acr_host("myreg-e0cdbvd7abcdefgh.azurecr.io").unwrap();
+        assert_eq!((h.name, h.hash), ("myreg", Some("e0cdbvd7abcdefgh")));
+        let h = parse_acr_host("myreg-abc123.eastus.geo.azurecr.io").unwrap();
+        assert_eq!((h.hash, h.region), (Some("abc123"), Some("eastus")));
+        assert_eq!(
+            parse_acr_host("myreg.azurecr.us").unwrap().suffix,
+            "azurecr.us"
+        );
+        assert_eq!(
+            login_server(target("myreg.eastus2.geo.azurecr.io/app/web")).as_deref(),
+            Some("myreg.eastus2.geo.azurecr.io")
+        );
+    }
+
+    #[test]
+    fn ports_are_kept_in_the_login_server() {
+        assert_eq!(
+            login_server(target("myreg.azurecr.io:443/app")).as_deref(),
+            Some("myreg.azurecr.io:443")
+        );
+        assert_eq!(
+            login_server(target("myreg.westus.geo.azurecr.io:8443/app")).as_deref(),
+            Some("myreg.westus.geo.azurecr.io:8443")
+        );
+    }
+
+    #[test]
+    fn acr_look_alikes_get_nothing() {
+        for host in [
+            "foo.azurecr.io.example",
+            "foo.azurecr.io.azurecr.cn",
+            "foo-azurecr-io.azurecr.cn",
+            "azurecr.io",
+            ".azurecr.io",
+            "-abc.azurecr.io",
+            "foo-.azurecr.io",
+            "foo.bar.azurecr.io",
+            "foo.azurecr.com",
+            "foo.azurecr.io.",
+            "FOO.azurecr.io",
+            "foo.AZURECR.IO",
+            "foo_bar.azurecr.io",
+            "foo.westus.geo.azurecr.cn",
+            "foo.west-us.geo.azurecr.io",
+            "foo..geo.azurecr.io",
+            "foo.a.b.geo.azurecr.io",
+            "foo.westus.geo.azurecr.io.evil.io",
+            "foo.westus.data.azurecr.io",
+            &format!("{}.azurecr.io", "a".repeat(51)),
+        ] {
+            assert_eq!(parse_acr_host(host), None, "{host} must not be ACR");
+        }
+        assert!(target("docker/foo.azurecr.io/bar").is_err());
+        assert!(target("evil.io/foo.azurecr.io/bar").is_err());
+        assert!(target("foo.azurecr.io.example/bar").is_err());
+    }
+
+    #[test]
+    fn mirrors_route_the_whole_registry_only() {
+        let m = [
+            parse_acr_mirror("mcr.microsoft.com=myreg.azurecr.io").unwrap(),
+            parse_acr_mirror("registry.local:5000=other.azurecr.io:443").unwrap(),
+        ];
+        let r = |i: &str| route_with_mirrors(&ImageRef::parse(i).unwrap(), &m);
+        assert_eq!(
+            r("mcr.microsoft.com/dotnet/runtime"),
+            Ok(Target::Acr(AcrRegistry {
+                login_server: "myreg.azurecr.io".into(),
+                mirror_of: Some("mcr.microsoft.com".into()),
+            }))
+        );
+        assert_eq!(
+            login_server(r("registry.local:5000/x")).as_deref(),
+            Some("other.azurecr.io:443")
+        );
+        for not in [
+            "mcr.microsoft.com.evil.io/x",
+            "evil.io/mcr.microsoft.com/x",
+            "mcr.microsoft.com:443/x",
+            "registry.local/x",
+        ] {
+            assert!(r(not).is_err(), "{not}");
+        }
+    }
+
+    #[test]
+    fn mirror_syntax() {
+        for bad in [
+            "mcr.microsoft.com",
+            "mcr.microsoft.com:myreg.azurecr.io",
+            "mcr.microsoft.com=quay.io",
+            "=myreg.azurecr.io",
+            "mcr.microsoft.com/path=myreg.azurecr.io",
+            "mcr.microsoft.com=myreg.azurecr.io/path",
+        ] {
+            assert!(parse_acr_mirror(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_acr_mirror(" docker.io = myreg.azurecr.cn ").unwrap(),
+            AcrMirror {
+                source: "docker.io".into(),
+                acr: "myreg.azurecr.cn".into()
+            }
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::image::ImageRef;
 use crate::protocol::{self, AuthConfig, CacheKeyType, Request, Response};
 use crate::registry::{self, Target};
 use crate::sources::dockerconfig::{self, StaticPlan};
-use crate::sources::{self, AWS_IDENTITY_ENV, SourceError};
+use crate::sources::{self, AWS_IDENTITY_ENV, AzureSettings, SourceError};
 
 /// Settings from flags and environment.
 #[derive(Debug, Clone)]
@@ -33,6 +33,7 @@ pub struct Options {
     pub static_ttl: Duration,
     /// Check static credentials against the registry on a cache miss.
     pub registry_check: bool,
+    pub azure: AzureSettings,
 }
 
 impl Default for Options {
@@ -45,6 +46,7 @@ impl Default for Options {
             aws_secrets: Vec::new(),
             static_ttl: Duration::from_secs(300),
             registry_check: true,
+            azure: AzureSettings::default(),
         }
     }
 }
@@ -116,7 +118,7 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
     let reg = image.registry.clone();
     let plan = plan_for(opts, &image)?;
     let key = match &plan {
-        Plan::Token(target) => cache_key(&image, target),
+        Plan::Token(target) => cache_key(&image, target, &opts.azure),
         Plan::Static(p) => static_cache_key(&image, p, opts),
         Plan::AwsSecret { key, secret_id } => {
             let mut parts = vec![
@@ -347,7 +349,7 @@ fn plan_for(opts: &Options, image: &ImageRef) -> Result<Plan, Failure> {
             });
         }
     }
-    match registry::route(image) {
+    match registry::route_with_mirrors(image, &opts.azure.mirrors) {
         Ok(t) => Ok(Plan::Token(t)),
         Err(e) if refused.is_empty() => Err(fail(Some(reg), "choosing a source", e)),
         Err(e) => Err(fail(
@@ -366,7 +368,7 @@ fn fetch(
 ) -> Result<Answer, SourceError> {
     match plan {
         Plan::Token(target) => {
-            let f = sources::fetch(target, deadline)?;
+            let f = sources::fetch(target, &opts.azure, deadline)?;
             let now = now_unix();
             let schedule = expiry::schedule(now, f.expires_at);
             if schedule.capped {
@@ -546,8 +548,29 @@ pub fn explain(opts: &Options, image: &ImageRef) -> Result<Explained, Failure> {
                     s
                 }
                 Target::EcrPublic => "Amazon ECR Public (ecr-public API in us-east-1)".to_string(),
+                #[cfg(feature = "azure")]
+                Target::Acr(r) => {
+                    let source = match &r.mirror_of {
+                        Some(m) => format!(
+                            "Azure Container Registry {} (mirror of {m})",
+                            r.login_server
+                        ),
+                        None => format!("Azure Container Registry {}", r.login_server),
+                    };
+                    let identity = sources::azure::describe_identity(&opts.azure);
+                    return Ok(finish_explain(
+                        opts,
+                        source,
+                        identity,
+                        cache_key(image, target, &opts.azure),
+                    ));
+                }
             };
-            (source, aws_identity_summary(), cache_key(image, target))
+            (
+                source,
+                aws_identity_summary(),
+                cache_key(image, target, &opts.azure),
+            )
         }
         Plan::Static(p) => {
             let files: Vec<String> = p
@@ -584,17 +607,21 @@ pub fn explain(opts: &Options, image: &ImageRef) -> Result<Explained, Failure> {
             )
         }
     };
+    Ok(finish_explain(opts, source, identity, key))
+}
+
+fn finish_explain(opts: &Options, source: String, identity: String, key: CacheKey) -> Explained {
     let dir = (!opts.no_cache).then(|| opts.cache_dir.clone().unwrap_or_else(cache::default_dir));
     let cached = dir
         .as_ref()
         .and_then(|d| Cache::open(d).ok())
         .and_then(|c| c.read(&key).ok().flatten());
-    Ok(Explained {
+    Explained {
         source,
         identity,
         cached,
         cache_dir: dir,
-    })
+    }
 }
 
 /// Which link of the AWS chain would answer, from the environment alone.
@@ -633,7 +660,7 @@ fn auth_matches(auth: &BTreeMap<String, AuthConfig>, image: &ImageRef) -> bool {
 }
 
 /// The request and configuration facts that decide the credential.
-fn cache_key(image: &ImageRef, target: &Target) -> CacheKey {
+fn cache_key(image: &ImageRef, target: &Target, azure: &AzureSettings) -> CacheKey {
     let mut parts: Vec<(&str, String)> = vec![
         ("source", target.source().to_string()),
         ("registry", image.registry.clone()),
@@ -643,6 +670,12 @@ fn cache_key(image: &ImageRef, target: &Target) -> CacheKey {
         parts.push(("fips", r.fips.to_string()));
         parts.push(("dual-stack", r.dual_stack.to_string()));
     }
+    #[cfg(feature = "azure")]
+    if let Target::Acr(r) = target {
+        parts.extend(sources::azure::cache_parts(r, azure));
+    }
+    #[cfg(not(feature = "azure"))]
+    let _ = azure;
     parts.extend(aws_identity_parts());
     hash_parts(&parts)
 }

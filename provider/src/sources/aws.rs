@@ -38,6 +38,12 @@ pub fn fetch(target: &Target, deadline: &Deadline) -> Result<Fetched, SourceErro
         Target::EcrPublic => {
             format!("ecr-public GetAuthorizationToken (region {ECR_PUBLIC_REGION})")
         }
+        other => {
+            return Err(SourceError {
+                step: "ECR".into(),
+                detail: format!("{} is not an ECR registry", other.source()),
+            });
+        }
     };
     block_on(step, deadline, fetch_async(target, deadline))
 }
@@ -189,6 +195,7 @@ async fn fetch_async(target: &Target, deadline: &Deadline) -> Result<Fetched, St
                 data.expires_at().map(DateTime::secs),
             )
         }
+        other => Err(format!("{} is not an ECR registry", other.source())),
     }
 }
 

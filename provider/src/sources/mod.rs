@@ -4,13 +4,28 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod dockerconfig;
 #[cfg(feature = "static")]
 pub mod registry_check;
 
+use std::path::PathBuf;
+
 use crate::deadline::Deadline;
-use crate::registry::Target;
+use crate::registry::{AcrMirror, Target};
 use crate::secret::Secret;
+
+/// Azure settings from flags and environment (the rest of Azure's identity
+/// comes from the standard `AZURE_*` variables; see `sources::azure`).
+#[derive(Debug, Clone, Default)]
+pub struct AzureSettings {
+    /// `--mirror SOURCE=ACR`, `PULLCRED_ACR_MIRRORS`.
+    pub mirrors: Vec<AcrMirror>,
+    /// `--azure-config`, `PULLCRED_AZURE_CONFIG`: AKS's azure.json. `None`:
+    /// `/etc/kubernetes/azure.json` when it exists; `none`: no file.
+    pub config: Option<PathBuf>,
+}
 
 /// A credential fresh from upstream.
 #[derive(Debug)]
@@ -56,8 +71,22 @@ pub const AWS_IDENTITY_ENV: [&str; 13] = [
 ];
 
 /// Fetches a credential for `target` within `deadline`.
-pub fn fetch(target: &Target, deadline: &Deadline) -> Result<Fetched, SourceError> {
+pub fn fetch(
+    target: &Target,
+    azure: &AzureSettings,
+    deadline: &Deadline,
+) -> Result<Fetched, SourceError> {
     match target {
+        #[cfg(feature = "azure")]
+        Target::Acr(reg) => azure::fetch(reg, azure, deadline),
+        #[cfg(not(feature = "azure"))]
+        Target::Acr(_) => {
+            let _ = (azure, deadline);
+            Err(SourceError {
+                step: "ACR".into(),
+                detail: "this pullcred was built without the `azure` feature".into(),
+            })
+        }
         #[cfg(feature = "aws")]
         Target::EcrPrivate(_) | Target::EcrPublic => aws::fetch(target, deadline),
         #[cfg(not(feature = "aws"))]

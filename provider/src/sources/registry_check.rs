@@ -63,7 +63,7 @@ pub fn check(registry: &str, username: &str, password: &Secret, deadline: &Deadl
     }
     let challenges = first
         .header("www-authenticate")
-        .map(challenge::parse)
+        .and_then(|h| challenge::parse(h).ok())
         .unwrap_or_default();
     let (endpoint, resp) = if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
         let Some(realm) = bearer

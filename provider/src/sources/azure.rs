@@ -1,0 +1,630 @@
+//! Azure Container Registry: an Entra token for the node's identity, traded
+//! for an ACR refresh token, as cloud-provider-azure's acr-credential-provider
+//! does, with the refresh token's own `exp` deciding how long it is cached.
+//!
+//! 1. Identity ([`config`]): workload identity, a service principal (secret or
+//!    PEM certificate), AKS's azure.json, or the VM's managed identity.
+//! 2. An Entra access token for `https://containerregistry.azure.net/.default`:
+//!    from IMDS (`GET /metadata/identity/oauth2/token`, `Metadata: true`) or
+//!    the v2 token endpoint `{authority}/{tenant}/oauth2/v2.0/token`.
+//! 3. `GET https://<registry>/v2/`: a 401 whose `WWW-Authenticate` Bearer
+//!    challenge ([`crate::challenge`]) names the realm and service.
+//! 4. `POST <realm host>/oauth2/exchange` (`grant_type=access_token`, `service`,
+//!    `tenant`, `access_token`) returns the refresh token; the kubelet gets it
+//!    as the password of user `00000000-0000-0000-0000-000000000000`.
+//!
+//! The Entra token goes only to an https realm on the registry's own host or
+//! another ACR host, never to whatever host a challenge names.
+//!
+//! Endpoints, for tests and private networks:
+//! - `PULLCRED_AZURE_IMDS_ENDPOINT` (default `http://169.254.169.254`);
+//! - `AZURE_AUTHORITY_HOST` (Entra; default from azure.json's `cloud`);
+//! - `PULLCRED_ACR_ENDPOINTS`: `host[:port]=URL,...` (`*` for every host):
+//!   where to reach a registry or realm host instead of `https://host[:port]`.
+
+use crate::challenge;
+mod config;
+mod jwt;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{AzureSettings, Fetched, SourceError};
+use crate::deadline::Deadline;
+use crate::http::{self, Client, HttpError, HttpErrorKind, Response};
+use crate::registry::{AcrRegistry, parse_acr_host};
+use crate::secret::Secret;
+use config::{AzureJson, Credential, Identity, UserAssigned};
+
+/// The resource (IMDS) and scope (Entra v2) of ACR's data plane.
+pub const ACR_RESOURCE: &str = "https://containerregistry.azure.net";
+pub const ACR_SCOPE: &str = "https://containerregistry.azure.net/.default";
+/// The user name ACR expects with a refresh token.
+pub const ACR_USERNAME: &str = "00000000-0000-0000-0000-000000000000";
+pub const DEFAULT_CONFIG: &str = "/etc/kubernetes/azure.json";
+pub const IMDS_DEFAULT: &str = "http://169.254.169.254";
+/// ACR's documented refresh-token life, assumed when a token has no `exp`.
+pub const FALLBACK_LIFE_SECS: i64 = 3 * 3600;
+const ATTEMPTS: u32 = 3;
+const MAX_FILE: u64 = 1 << 20;
+
+/// Environment facts that decide the Azure identity and endpoints, for the
+/// cache key. Identifiers and paths only: never a secret.
+pub const IDENTITY_ENV: [&str; 7] = [
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "PULLCRED_AZURE_IMDS_ENDPOINT",
+    "PULLCRED_ACR_ENDPOINTS",
+];
+
+/// The cache key's Azure parts: the login server, the mirror, identity
+/// variables, and azure.json's path and the SHA-256 of its content.
+pub fn cache_parts(reg: &AcrRegistry, settings: &AzureSettings) -> Vec<(&'static str, String)> {
+    let mut parts = vec![("acr-login-server", reg.login_server.clone())];
+    if let Some(m) = &reg.mirror_of {
+        parts.push(("acr-mirror-of", m.clone()));
+    }
+    for name in IDENTITY_ENV {
+        if let Some(v) = std::env::var_os(name) {
+            parts.push((name, v.to_string_lossy().into_owned()));
+        }
+    }
+    if let Some(path) = config_path(settings) {
+        parts.push(("azure-config", path.display().to_string()));
+        let digest = read_limited(&path)
+            .map(|b| format!("{:x}", Sha256::digest(&b)))
+            .unwrap_or_else(|_| "unreadable".into());
+        parts.push(("azure-config-sha256", digest));
+    }
+    parts
+}
+
+/// Which identity a fetch would use, for `pullcred doctor`; no network.
+pub fn describe_identity(settings: &AzureSettings) -> String {
+    match identity(settings) {
+        Ok(i) => i.describe(),
+        Err(e) => format!("no usable Azure identity: {e}"),
+    }
+}
+
+pub fn fetch(
+    reg: &AcrRegistry,
+    settings: &AzureSettings,
+    deadline: &Deadline,
+) -> Result<Fetched, SourceError> {
+    let identity = identity(settings)?;
+    tracing::debug!(identity = %identity.describe(), acr = %reg.login_server, "ACR: getting an Entra token");
+    let endpoints = Endpoints::from_env()?;
+    let client = Client::new(deadline);
+    let access = entra_token(&client, deadline, &identity)?;
+    let tenant = identity
+        .tenant
+        .clone()
+        .or_else(|| jwt::string_claim(access.expose(), "tid"));
+    let bearer = challenge(&client, deadline, &endpoints, &reg.login_server)?;
+    let refresh = exchange(
+        &client,
+        deadline,
+        &endpoints,
+        &reg.login_server,
+        &bearer,
+        tenant.as_deref(),
+        &access,
+    )?;
+    let expires_at = match jwt::expiry(refresh.expose()) {
+        Some(exp) => exp,
+        None => {
+            tracing::warn!(
+                "ACR {}: the refresh token carries no readable exp claim; assuming ACR's documented {}h life",
+                reg.login_server,
+                FALLBACK_LIFE_SECS / 3600
+            );
+            crate::run::now_unix() + FALLBACK_LIFE_SECS
+        }
+    };
+    Ok(Fetched {
+        username: ACR_USERNAME.into(),
+        password: refresh,
+        expires_at,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// identity and files
+
+fn config_path(settings: &AzureSettings) -> Option<PathBuf> {
+    match &settings.config {
+        Some(p) if p.as_os_str() == "none" => None,
+        Some(p) => Some(p.clone()),
+        None => {
+            let p = PathBuf::from(DEFAULT_CONFIG);
+            std::fs::symlink_metadata(&p).is_ok().then_some(p)
+        }
+    }
+}
+
+fn identity(settings: &AzureSettings) -> Result<Identity, SourceError> {
+    let json = match config_path(settings) {
+        Some(path) => {
+            let step = || format!("reading the Azure config {}", path.display());
+            let bytes = read_private(&path).map_err(|detail| SourceError {
+                step: step(),
+                detail,
+            })?;
+            let parsed = AzureJson::parse(&bytes).map_err(|detail| SourceError {
+                step: step(),
+                detail,
+            })?;
+            Some((path, parsed))
+        }
+        None => None,
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    config::resolve(&env, json.as_ref().map(|(p, j)| (p.as_path(), j))).map_err(|detail| {
+        SourceError {
+            step: "choosing the Azure identity".into(),
+            detail,
+        }
+    })
+}
+
+/// Reads a file that holds a credential: it must be ours, not a symlink, and
+/// closed to other users.
+fn read_private(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    if let Err(crate::cache::CacheError::Insecure { why, .. }) =
+        crate::cache::check_private(path, &meta, false)
+    {
+        return Err(format!(
+            "refused: it holds credentials but {}",
+            why.replace("(want 0700)", "(want 0600)")
+        ));
+    }
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    read_limited(path)
+}
+
+fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
+    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    f.take(MAX_FILE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| e.to_string())?;
+    if buf.len() as u64 > MAX_FILE {
+        return Err(format!("larger than {MAX_FILE} bytes"));
+    }
+    Ok(buf)
+}
+
+// ---------------------------------------------------------------------------
+// Entra
+
+fn entra_token(
+    client: &Client,
+    deadline: &Deadline,
+    identity: &Identity,
+) -> Result<Secret, SourceError> {
+    let (tenant, client_id) = match &identity.credential {
+        Credential::ManagedIdentity(id) => return imds_token(client, deadline, id.as_ref()),
+        Credential::Workload {
+            tenant, client_id, ..
+        }
+        | Credential::Secret {
+            tenant, client_id, ..
+        }
+        | Credential::Certificate {
+            tenant, client_id, ..
+        } => (tenant, client_id),
+    };
+    let url = format!("{}/{}/oauth2/v2.0/token", identity.authority, pct(tenant));
+    let step = format!("Entra token for {} ({url})", identity.describe());
+    let fail = |detail: String| SourceError {
+        step: step.clone(),
+        detail,
+    };
+    const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    let assertion: Secret;
+    let mut form: Vec<(&str, &str)> = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("scope", ACR_SCOPE),
+    ];
+    match &identity.credential {
+        Credential::Secret { secret, .. } => form.push(("client_secret", secret.expose())),
+        Credential::Workload { token_file, .. } => {
+            let bytes = read_limited(token_file).map_err(|e| SourceError {
+                step: format!("reading the federated token file {}", token_file.display()),
+                detail: e,
+            })?;
+            assertion = Secret::new(String::from_utf8_lossy(&bytes).trim());
+            if assertion.is_empty() {
+                return Err(SourceError {
+                    step: format!("reading the federated token file {}", token_file.display()),
+                    detail: "the file is empty".into(),
+                });
+            }
+            form.push(("client_assertion_type", JWT_BEARER));
+            form.push(("client_assertion", assertion.expose()));
+        }
+        Credential::Certificate { pem_file, .. } => {
+            let read_step = format!("reading the client certificate {}", pem_file.display());
+            let pem = read_private(pem_file).map_err(|detail| SourceError {
+                step: read_step.clone(),
+                detail,
+            })?;
+            let key = jwt::CertificateKey::from_pem(&pem).map_err(|detail| SourceError {
+                step: read_step.clone(),
+                detail,
+            })?;
+            tracing::debug!(x5t = key.thumbprint(), "signing a client assertion");
+            assertion = Secret::new(
+                key.assertion(client_id, &url, crate::run::now_unix())
+                    .map_err(|e| fail(e.to_string()))?,
+            );
+            form.push(("client_assertion_type", JWT_BEARER));
+            form.push(("client_assertion", assertion.expose()));
+        }
+        Credential::ManagedIdentity(_) => unreachable!("handled above"),
+    }
+    let resp = http::with_retries(deadline, ATTEMPTS, || client.post_form(&url, &[], &form))
+        .map_err(|e| fail(http_detail(&e, deadline)))?;
+    access_token(&resp).map_err(fail)
+}
+
+fn imds_token(
+    client: &Client,
+    deadline: &Deadline,
+    id: Option<&UserAssigned>,
+) -> Result<Secret, SourceError> {
+    let base = std::env::var("PULLCRED_AZURE_IMDS_ENDPOINT")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| IMDS_DEFAULT.into());
+    let base = base.trim_end_matches('/');
+    let mut url = format!(
+        "{base}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={}",
+        pct(ACR_RESOURCE)
+    );
+    let who = match id {
+        None => "the system-assigned managed identity".to_string(),
+        Some(UserAssigned::ClientId(c)) => {
+            url.push_str(&format!("&client_id={}", pct(c)));
+            format!("managed identity {c} (client ID)")
+        }
+        Some(UserAssigned::ResourceId(r)) => {
+            url.push_str(&format!("&msi_res_id={}", pct(r)));
+            format!("managed identity {r}")
+        }
+    };
+    let step = format!("Entra token from IMDS for {who} ({base})");
+    let fail = |detail: String| SourceError {
+        step: step.clone(),
+        detail,
+    };
+    let resp = http::with_retries(deadline, ATTEMPTS, || {
+        client.get(&url, &[("Metadata", "true")])
+    })
+    .map_err(|e| {
+        let mut d = http_detail(&e, deadline);
+        if matches!(e.kind, HttpErrorKind::Connect | HttpErrorKind::Timeout | HttpErrorKind::Dns) {
+            d.push_str(" (is this an Azure VM with a managed identity? otherwise configure workload identity, a service principal or azure.json)");
+        }
+        fail(d)
+    })?;
+    access_token(&resp).map_err(fail)
+}
+
+fn access_token(resp: &Response) -> Result<Secret, String> {
+    if !resp.is_success() {
+        return Err(status_detail(resp));
+    }
+    #[derive(serde::Deserialize)]
+    struct Token {
+        access_token: Secret,
+    }
+    let t: Token = serde_json::from_slice(&resp.body).map_err(|e| {
+        format!(
+            "HTTP {} with an unreadable token response: {e}",
+            resp.status
+        )
+    })?;
+    if t.access_token.is_empty() {
+        return Err("the token response has an empty access_token".into());
+    }
+    Ok(t.access_token)
+}
+
+// ---------------------------------------------------------------------------
+// ACR
+
+/// `PULLCRED_ACR_ENDPOINTS`: where to reach a registry host.
+struct Endpoints(Vec<(String, String)>);
+
+impl Endpoints {
+    fn from_env() -> Result<Endpoints, SourceError> {
+        let raw = std::env::var("PULLCRED_ACR_ENDPOINTS").unwrap_or_default();
+        Endpoints::parse(&raw).map_err(|detail| SourceError {
+            step: "reading PULLCRED_ACR_ENDPOINTS".into(),
+            detail,
+        })
+    }
+
+    fn parse(raw: &str) -> Result<Endpoints, String> {
+        let mut out = Vec::new();
+        for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (host, url) = item
+                .split_once('=')
+                .ok_or_else(|| format!("{item:?} is not host=URL"))?;
+            let url = url.trim().trim_end_matches('/');
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;
+            if rest.is_empty() || rest.contains('/') {
+                return Err(format!("{url:?} must be scheme://host[:port], no path"));
+            }
+            out.push((host.trim().to_string(), url.to_string()));
+        }
+        Ok(Endpoints(out))
+    }
+
+    /// `scheme://authority` to reach `authority` (`host[:port]`).
+    fn base(&self, authority: &str) -> String {
+        let host = authority.split(':').next().unwrap_or(authority);
+        for key in [authority, host, "*"] {
+            if let Some((_, url)) = self.0.iter().find(|(k, _)| k == key) {
+                return url.clone();
+            }
+        }
+        format!("https://{authority}")
+    }
+}
+
+fn challenge(
+    client: &Client,
+    deadline: &Deadline,
+    endpoints: &Endpoints,
+    login_server: &str,
+) -> Result<challenge::Bearer, SourceError> {
+    let url = format!("{}/v2/", endpoints.base(login_server));
+    let step = format!("ACR challenge ({url})");
+    let fail = |detail: String| SourceError {
+        step: step.clone(),
+        detail,
+    };
+    let resp = http::with_retries(deadline, ATTEMPTS, || client.get(&url, &[]))
+        .map_err(|e| fail(http_detail(&e, deadline)))?;
+    if resp.status != 401 {
+        return Err(fail(format!(
+            "expected HTTP 401 with a Bearer challenge, got {}",
+            status_detail(&resp)
+        )));
+    }
+    let header = resp
+        .header("www-authenticate")
+        .ok_or_else(|| fail("HTTP 401 without a WWW-Authenticate header".into()))?;
+    let bearer = challenge::bearer(header).map_err(fail)?;
+    tracing::debug!(realm = %bearer.realm, service = %bearer.service, "ACR challenge");
+    Ok(bearer)
+}
+
+/// The `/oauth2/exchange` URL on the realm's host, if the realm is one we
+/// may send an Entra token to: https, on the login server's host or another
+/// ACR host.
+fn exchange_url(endpoints: &Endpoints, login_server: &str, realm: &str) -> Result<String, String> {
+    let rest = realm.strip_prefix("https://").ok_or_else(|| {
+        format!("the challenge's realm {realm:?} is not https; refusing to send it a token")
+    })?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.split(':').next().unwrap_or("");
+    let login_host = login_server.split(':').next().unwrap_or(login_server);
+    if host != login_host && parse_acr_host(host).is_none() {
+        return Err(format!(
+            "the challenge's realm {realm:?} is neither on {login_host} nor an ACR host; refusing to send it a token"
+        ));
+    }
+    Ok(format!("{}/oauth2/exchange", endpoints.base(authority)))
+}
+
+fn exchange(
+    client: &Client,
+    deadline: &Deadline,
+    endpoints: &Endpoints,
+    login_server: &str,
+    bearer: &challenge::Bearer,
+    tenant: Option<&str>,
+    access: &Secret,
+) -> Result<Secret, SourceError> {
+    let url =
+        exchange_url(endpoints, login_server, &bearer.realm).map_err(|detail| SourceError {
+            step: format!("ACR challenge ({login_server})"),
+            detail,
+        })?;
+    let step = format!("ACR token exchange ({url})");
+    let fail = |detail: String| SourceError {
+        step: step.clone(),
+        detail,
+    };
+    let mut form = vec![
+        ("grant_type", "access_token"),
+        ("service", bearer.service.as_str()),
+        ("access_token", access.expose()),
+    ];
+    if let Some(t) = tenant {
+        form.push(("tenant", t));
+    }
+    let resp = http::with_retries(deadline, ATTEMPTS, || client.post_form(&url, &[], &form))
+        .map_err(|e| fail(http_detail(&e, deadline)))?;
+    if !resp.is_success() {
+        return Err(fail(status_detail(&resp)));
+    }
+    #[derive(serde::Deserialize)]
+    struct Exchanged {
+        refresh_token: Option<Secret>,
+    }
+    let e: Exchanged = serde_json::from_slice(&resp.body)
+        .map_err(|e| fail(format!("HTTP {} with an unreadable body: {e}", resp.status)))?;
+    match e.refresh_token {
+        Some(t) if !t.is_empty() => Ok(t),
+        _ => Err(fail("the response has no refresh_token".into())),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// helpers
+
+fn http_detail(e: &HttpError, deadline: &Deadline) -> String {
+    if e.kind == HttpErrorKind::Timeout {
+        format!(
+            "timed out: no answer within the {}s deadline (--timeout)",
+            deadline.budget().as_secs_f32()
+        )
+    } else {
+        e.to_string()
+    }
+}
+
+/// `HTTP 401: invalid_client: AADSTS7000215: ...` from an OAuth error
+/// (`error`, `error_description`) or an ACR error list (`errors[].code`,
+/// `message`); the body itself is never echoed.
+fn status_detail(resp: &Response) -> String {
+    let mut out = format!("HTTP {}", resp.status);
+    let v: serde_json::Value = match serde_json::from_slice(&resp.body) {
+        Ok(v) => v,
+        Err(_) => return out,
+    };
+    let mut parts: Vec<String> = Vec::new();
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    if let Some(e) = s("error") {
+        parts.push(e);
+    }
+    if let Some(d) = s("error_description") {
+        parts.push(d.lines().next().unwrap_or("").to_string());
+    }
+    if let Some(errs) = v.get("errors").and_then(|e| e.as_array()) {
+        for e in errs.iter().take(2) {
+            let f = |k: &str| e.get(k).and_then(|x| x.as_str()).unwrap_or("");
+            parts.push(format!("{}: {}", f("code"), f("message")));
+        }
+    }
+    for p in parts.iter().filter(|p| !p.is_empty()) {
+        out.push_str(": ");
+        out.push_str(&p.chars().take(300).collect::<String>());
+    }
+    out
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn pct(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_map_hosts_ports_and_star() {
+        let e = Endpoints::parse(
+            "a.azurecr.io=https://127.0.0.1:1, b.azurecr.io:8443=http://h:2/ ,*=https://x:3",
+        )
+        .unwrap();
+        assert_eq!(e.base("a.azurecr.io"), "https://127.0.0.1:1");
+        assert_eq!(e.base("a.azurecr.io:443"), "https://127.0.0.1:1");
+        assert_eq!(e.base("b.azurecr.io:8443"), "http://h:2");
+        assert_eq!(e.base("c.azurecr.io"), "https://x:3");
+        let none = Endpoints::parse("").unwrap();
+        assert_eq!(none.base("r.azurecr.io:5000"), "https://r.azurecr.io:5000");
+        for bad in ["a", "a=ftp://x", "a=https://x/path", "a=https://"] {
+            assert!(Endpoints::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_token_goes_only_to_https_acr_realms() {
+        let e = Endpoints::parse("").unwrap();
+        assert_eq!(
+            exchange_url(&e, "r.azurecr.io", "https://r.azurecr.io/oauth2/token").unwrap(),
+            "https://r.azurecr.io/oauth2/exchange"
+        );
+        assert_eq!(
+            exchange_url(
+                &e,
+                "r.azurecr.io:443",
+                "https://r.azurecr.io:443/oauth2/token?x=1"
+            )
+            .unwrap(),
+            "https://r.azurecr.io:443/oauth2/exchange"
+        );
+        // a geo-replica's realm on the home registry
+        assert_eq!(
+            exchange_url(
+                &e,
+                "r.westus.geo.azurecr.io",
+                "https://r.azurecr.io/oauth2/token"
+            )
+            .unwrap(),
+            "https://r.azurecr.io/oauth2/exchange"
+        );
+        for bad in [
+            "http://r.azurecr.io/oauth2/token",
+            "https://evil.io/oauth2/token",
+            "https://r.azurecr.io.evil.io/oauth2/token",
+            "https://evil.io#r.azurecr.io",
+            "r.azurecr.io/oauth2/token",
+        ] {
+            assert!(exchange_url(&e, "r.azurecr.io", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn error_bodies_become_short_lines() {
+        let r = |status, body: &str| Response {
+            status,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        };
+        assert_eq!(
+            status_detail(&r(
+                401,
+                r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1"}"#
+            )),
+            "HTTP 401: invalid_client: AADSTS7000215: Invalid client secret provided."
+        );
+        assert_eq!(
+            status_detail(&r(
+                401,
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
+            )),
+            "HTTP 401: UNAUTHORIZED: authentication required"
+        );
+        assert_eq!(
+            status_detail(&r(404, "<html>secret-ish</html>")),
+            "HTTP 404"
+        );
+    }
+
+    #[test]
+    fn percent_encoding() {
+        assert_eq!(
+            pct("https://containerregistry.azure.net"),
+            "https%3A%2F%2Fcontainerregistry.azure.net"
+        );
+        assert_eq!(pct("/subscriptions/a b"), "%2Fsubscriptions%2Fa%20b");
+    }
+}

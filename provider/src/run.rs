@@ -548,7 +548,6 @@ pub fn explain(opts: &Options, image: &ImageRef) -> Result<Explained, Failure> {
                     s
                 }
                 Target::EcrPublic => "Amazon ECR Public (ecr-public API in us-east-1)".to_string(),
-                #[cfg(feature = "azure")]
                 Target::Acr(r) => {
                     let source = match &r.mirror_of {
                         Some(m) => format!(
@@ -557,7 +556,11 @@ pub fn explain(opts: &Options, image: &ImageRef) -> Result<Explained, Failure> {
                         ),
                         None => format!("Azure Container Registry {}", r.login_server),
                     };
+                    #[cfg(feature = "azure")]
                     let identity = sources::azure::describe_identity(&opts.azure);
+                    #[cfg(not(feature = "azure"))]
+                    let identity =
+                        "none: this pullcred was built without the `azure` feature".to_string();
                     return Ok(finish_explain(
                         opts,
                         source,

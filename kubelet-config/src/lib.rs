@@ -5,4 +5,3 @@
 //! - [`matching`]: `matchImages` globs, response `auth` keys, Docker Hub test.
 pub mod matching;
 pub mod cli;
-mod exp_tmp;

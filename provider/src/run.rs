@@ -298,6 +298,10 @@ fn cache_key(image: &ImageRef, target: &Target) -> CacheKey {
         parts.push(("fips", r.fips.to_string()));
         parts.push(("dual-stack", r.dual_stack.to_string()));
     }
+    #[cfg(feature = "gcp")]
+    if let Target::Google(_) = target {
+        parts.extend(sources::gcp::cache_parts());
+    }
     for name in AWS_IDENTITY_ENV {
         if let Some(v) = std::env::var_os(name) {
             parts.push((name, v.to_string_lossy().into_owned()));

@@ -34,6 +34,12 @@ pub fn fetch(target: &Target, deadline: &Deadline) -> Result<Fetched, SourceErro
         Target::EcrPublic => {
             format!("ecr-public GetAuthorizationToken (region {ECR_PUBLIC_REGION})")
         }
+        other => {
+            return Err(SourceError {
+                step: "ECR".into(),
+                detail: format!("{} is not an ECR registry", other.source()),
+            });
+        }
     };
     let fail = |detail: String| SourceError {
         step: step.clone(),
@@ -110,6 +116,7 @@ async fn fetch_async(target: &Target, deadline: &Deadline) -> Result<Fetched, St
                 .ok_or("ECR Public answered with no authorizationData")?;
             decode(data.authorization_token(), data.expires_at())
         }
+        other => Err(format!("{} is not an ECR registry", other.source())),
     }
 }
 

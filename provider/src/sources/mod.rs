@@ -4,6 +4,8 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 
 use crate::deadline::Deadline;
 use crate::registry::Target;
@@ -65,6 +67,13 @@ pub fn fetch(target: &Target, deadline: &Deadline) -> Result<Fetched, SourceErro
                 detail: "this pullcred was built without the `aws` feature".into(),
             })
         }
+        #[cfg(feature = "gcp")]
+        Target::Google(_) => gcp::fetch(deadline),
+        #[cfg(not(feature = "gcp"))]
+        Target::Google(_) => Err(SourceError {
+            step: "Google".into(),
+            detail: "this pullcred was built without the `gcp` feature".into(),
+        }),
     }
 }
 

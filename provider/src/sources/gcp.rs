@@ -95,7 +95,9 @@ pub fn cache_parts() -> Vec<(&'static str, String)> {
     if let Some(h) = std::env::var_os(METADATA_HOST_ENV) {
         parts.push((METADATA_HOST_ENV, h.to_string_lossy().into_owned()));
     }
-    parts.push(("google-scopes", scopes().join(" ")));
+    // As configured, not as defaulted: the metadata server's default is the
+    // instance's scopes, which an explicit list may differ from.
+    parts.push(("google-scopes", configured_scopes().join(" ")));
     parts
 }
 
@@ -145,7 +147,15 @@ fn metadata_token(deadline: &Deadline) -> Result<(Secret, i64), SourceError> {
     let resp = retry_with_timeouts(deadline, METADATA_ATTEMPTS, |attempt_deadline| {
         Client::new(attempt_deadline).get(&url, &[("Metadata-Flavor", "Google")])
     })
-    .map_err(|e| fail(describe_http(&e, deadline)))?;
+    .map_err(|e| {
+        let mut d = describe_http(&e, deadline);
+        if std::env::var_os(METADATA_HOST_ENV).is_none() && e.kind != HttpErrorKind::Timeout {
+            d.push_str(&format!(
+                " (not a GCE or GKE node? set {CREDENTIALS_ENV} to a key or workload identity federation file)"
+            ));
+        }
+        fail(d)
+    })?;
     if !resp.is_success() {
         return Err(fail(describe_status(&resp)));
     }

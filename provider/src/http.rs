@@ -188,6 +188,20 @@ impl Client {
         finish(req.send(body))
     }
 
+    /// A PUT with an empty body (the IMDSv2 session-token handshake).
+    pub fn put(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
+        let mut req = self
+            .agent
+            .put(url)
+            .config()
+            .timeout_global(Some(self.timeout()))
+            .build();
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        finish(req.send_empty())
+    }
+
     fn timeout(&self) -> Duration {
         self.deadline.remaining().max(Duration::from_millis(1))
     }

@@ -14,6 +14,8 @@ pub enum Target {
     EcrPrivate(EcrRegistry),
     EcrPublic,
     Acr(AcrRegistry),
+    /// Google Artifact Registry or Container Registry.
+    Google(GoogleRegistry),
 }
 
 impl Target {
@@ -23,6 +25,7 @@ impl Target {
             Target::EcrPrivate(_) => "ecr",
             Target::EcrPublic => "ecr-public",
             Target::Acr(_) => "acr",
+            Target::Google(_) => "google",
         }
     }
 }
@@ -111,7 +114,7 @@ impl std::fmt::Display for NoSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "no pullcred source serves registry {:?} (supported: Amazon ECR private and ECR Public hosts, Azure Container Registry hosts and --mirror sources); check the kubelet config's matchImages",
+            "no pullcred source serves registry {:?} (supported: Amazon ECR private and ECR Public hosts; Google gcr.io, *.gcr.io, <location>-docker.pkg.dev, docker.<region>.rep.pkg.dev, container.cloud.google.com; Azure Container Registry hosts and --mirror sources; --docker-config and --aws-secret keys); check the kubelet config's matchImages",
             self.registry
         )
     }
@@ -148,6 +151,9 @@ pub fn route_with_mirrors(image: &ImageRef, mirrors: &[AcrMirror]) -> Result<Tar
     let host = image.host();
     if ECR_PUBLIC_HOSTS.contains(&host) {
         return Ok(Target::EcrPublic);
+    }
+    if let Some(g) = parse_google_host(host) {
+        return Ok(Target::Google(g));
     }
     parse_ecr_host(host).map(Target::EcrPrivate).ok_or_else(no)
 }
@@ -195,6 +201,58 @@ fn finish(account: &str, rest: &str, dual_stack: bool, fips: bool) -> Option<Ecr
         fips,
         dual_stack,
     })
+}
+
+/// A Google registry host. All of them take the same credential, an OAuth 2.0
+/// access token for the node's Google identity; the kind is for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoogleRegistry {
+    /// `gcr.io` and `<label>.gcr.io` (`us.gcr.io`, `eu.gcr.io`, `mirror.gcr.io`...).
+    ContainerRegistry,
+    /// `<location>-docker.pkg.dev`. Other `*.pkg.dev` formats (`-maven`,
+    /// `-npm`, `-python`...) are not image registries and are refused.
+    ArtifactRegistry,
+    /// The regional endpoints `docker.<region>.rep.pkg.dev`.
+    ArtifactRegistryRegional,
+    /// `container.cloud.google.com` (GKE images, Marketplace).
+    Marketplace,
+}
+
+/// Anchored on the whole host: `gcr.io.evil.com`, `xpkg.dev`,
+/// `us-docker.pkg.dev.evil.io` and `evil.com/gcr.io/x` get nothing. A `*`
+/// label is one DNS label, as in the kubelet's `matchImages` globs.
+pub fn parse_google_host(host: &str) -> Option<GoogleRegistry> {
+    if host == "gcr.io" {
+        return Some(GoogleRegistry::ContainerRegistry);
+    }
+    if host == "container.cloud.google.com" {
+        return Some(GoogleRegistry::Marketplace);
+    }
+    if let Some(label) = host.strip_suffix(".gcr.io") {
+        return dns_label(label).then_some(GoogleRegistry::ContainerRegistry);
+    }
+    if let Some(rest) = host.strip_suffix(".rep.pkg.dev") {
+        let region = rest.strip_prefix("docker.")?;
+        return google_location(region).then_some(GoogleRegistry::ArtifactRegistryRegional);
+    }
+    let location = host.strip_suffix("-docker.pkg.dev")?;
+    google_location(location).then_some(GoogleRegistry::ArtifactRegistry)
+}
+
+/// One lowercase DNS label: letters, digits, inner hyphens, at most 63 bytes.
+fn dns_label(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 63
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+        && l.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// A Google location (`us`, `europe`, `us-central1`, `northamerica-northeast2`):
+/// a DNS label that starts with a letter and has no dots.
+fn google_location(l: &str) -> bool {
+    dns_label(l) && l.as_bytes()[0].is_ascii_lowercase()
 }
 
 /// `us-west-2`, `us-gov-east-1`, `eu-isoe-west-1`, `eusc-de-east-1`: letters
@@ -492,6 +550,66 @@ mod tests {
         assert!(target("evil.io/123456789012.dkr.ecr.us-west-2.amazonaws.com/x").is_err());
         assert!(target("123456789012.dkr.ecr.us-west-2.amazonaws.com:443/x").is_err());
         assert!(target("docker.io/library/nginx").is_err());
+    }
+
+    #[test]
+    fn google_hosts() {
+        use GoogleRegistry::*;
+        for (host, kind) in [
+            ("gcr.io", ContainerRegistry),
+            ("us.gcr.io", ContainerRegistry),
+            ("eu.gcr.io", ContainerRegistry),
+            ("asia.gcr.io", ContainerRegistry),
+            ("mirror.gcr.io", ContainerRegistry),
+            ("k8s.gcr.io", ContainerRegistry),
+            ("us-docker.pkg.dev", ArtifactRegistry),
+            ("us-central1-docker.pkg.dev", ArtifactRegistry),
+            ("northamerica-northeast2-docker.pkg.dev", ArtifactRegistry),
+            ("docker.us-central1.rep.pkg.dev", ArtifactRegistryRegional),
+            ("docker.europe-west4.rep.pkg.dev", ArtifactRegistryRegional),
+            ("container.cloud.google.com", Marketplace),
+        ] {
+            assert_eq!(parse_google_host(host), Some(kind), "{host}");
+            let t = target(&format!("{host}/project/repo/image")).unwrap();
+            assert_eq!(t, Target::Google(kind));
+            assert_eq!(t.source(), "google");
+        }
+    }
+
+    #[test]
+    fn google_look_alikes_get_nothing() {
+        for host in [
+            "gcr.io.evil.com",
+            "evilgcr.io",
+            "a.b.gcr.io", // `*.gcr.io` is one label, as in the kubelet's globs
+            ".gcr.io",
+            "-x.gcr.io",
+            "US.gcr.io",
+            "gcr.io.",
+            "pkg.dev",
+            "xpkg.dev",
+            "docker.pkg.dev",
+            "-docker.pkg.dev",
+            "foo.pkg.dev", // not a Docker repository host
+            "us-maven.pkg.dev",
+            "us-docker.pkg.dev.evil.io",
+            "us.docker.pkg.dev",
+            "1us-docker.pkg.dev",
+            "docker.us-central1.rep.pkg.dev.evil",
+            "docker.rep.pkg.dev",
+            "docker..rep.pkg.dev",
+            "maven.us-central1.rep.pkg.dev",
+            "docker.a.b.rep.pkg.dev",
+            "us-central1.rep.pkg.dev",
+            "container.cloud.google.com.evil.io",
+            "evil.container.cloud.google.com",
+            "cloud.google.com",
+        ] {
+            assert_eq!(parse_google_host(host), None, "{host} must not be Google");
+        }
+        assert!(target("evil.com/gcr.io/x").is_err());
+        assert!(target("evil.com/us-docker.pkg.dev/p/r/i").is_err());
+        assert!(target("gcr.io:443/x").is_err());
     }
 
     #[test]

@@ -548,6 +548,27 @@ pub fn explain(opts: &Options, image: &ImageRef) -> Result<Explained, Failure> {
                     s
                 }
                 Target::EcrPublic => "Amazon ECR Public (ecr-public API in us-east-1)".to_string(),
+                Target::Google(_) => {
+                    let identity = match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS")
+                        .filter(|p| !p.is_empty())
+                    {
+                        Some(p) => format!(
+                            "Google credentials file {} (GOOGLE_APPLICATION_CREDENTIALS)",
+                            p.to_string_lossy()
+                        ),
+                        None => "the GCE/GKE metadata server's default service account".to_string(),
+                    };
+                    let source = format!(
+                        "Google Artifact Registry / Container Registry {}",
+                        image.registry
+                    );
+                    return Ok(finish_explain(
+                        opts,
+                        source,
+                        identity,
+                        cache_key(image, target, &opts.azure),
+                    ));
+                }
                 Target::Acr(r) => {
                     let source = match &r.mirror_of {
                         Some(m) => format!(
@@ -676,6 +697,10 @@ fn cache_key(image: &ImageRef, target: &Target, azure: &AzureSettings) -> CacheK
     #[cfg(feature = "azure")]
     if let Target::Acr(r) = target {
         parts.extend(sources::azure::cache_parts(r, azure));
+    }
+    #[cfg(feature = "gcp")]
+    if let Target::Google(_) = target {
+        parts.extend(sources::gcp::cache_parts());
     }
     #[cfg(not(feature = "azure"))]
     let _ = azure;

@@ -7,6 +7,8 @@ pub mod aws;
 #[cfg(feature = "azure")]
 pub mod azure;
 pub mod dockerconfig;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 #[cfg(feature = "static")]
 pub mod registry_check;
 
@@ -97,6 +99,13 @@ pub fn fetch(
                 detail: "this pullcred was built without the `aws` feature".into(),
             })
         }
+        #[cfg(feature = "gcp")]
+        Target::Google(_) => gcp::fetch(deadline),
+        #[cfg(not(feature = "gcp"))]
+        Target::Google(_) => Err(SourceError {
+            step: "Google".into(),
+            detail: "this pullcred was built without the `gcp` feature".into(),
+        }),
     }
 }
 

@@ -154,6 +154,16 @@ ensure_dir() {
     if [ "$ROOT" = / ]; then guard "$real"; else guard "${real#"$ROOT"}"; fi
 }
 
+# same A B: true when the two files have the same bytes (cmp is in diffutils,
+# which a minimal image may lack; sha256sum is in coreutils).
+same() {
+    if command -v cmp >/dev/null 2>&1; then
+        cmp -s "$1" "$2"
+    else
+        [ "$(sha256sum <"$1")" = "$(sha256sum <"$2")" ]
+    fi
+}
+
 # meta FILE: "mode uid gid", mode in octal without leading zeros.
 meta() { stat -c '%a %u %g' "$1"; }
 
@@ -168,7 +178,7 @@ put() {
     if [ -L "$target" ]; then
         die "$dest is a symlink; refusing to write through it"
     fi
-    if [ -f "$target" ] && cmp -s "$src" "$target"; then
+    if [ -f "$target" ] && same "$src" "$target"; then
         if [ "$(meta "$target")" = "$want" ]; then
             say "unchanged $dest"
         else

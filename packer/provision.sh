@@ -23,8 +23,8 @@
 # - idempotent: a file is rewritten only when its content differs, so a second
 #   run changes nothing (not even an mtime); directories it did not create are
 #   never touched;
-# - nothing is written under /run, /var/run or /tmp of the image, and no file
-#   is written through a symlink or outside --root;
+# - nothing is written under /run, /var/run or /tmp of the image (also not
+#   through a symlinked directory), outside --root, or onto a symlink;
 # - no credential, token or cache: pullcred runs here only to generate and
 #   validate the config, with its cache off and a throwaway HOME; a pullcred
 #   cache found in the image's persistent paths fails the build;

@@ -590,6 +590,15 @@ def test_refuses_a_path_outside_the_root(root, tmp_path):
     assert list(outside.iterdir()) == []
 
 
+def test_refuses_to_write_onto_a_symlink(root):
+    victim = inside(root, "/etc/victim")
+    victim.write_text("keep me\n")
+    inside(root, "/etc/pullcred").mkdir()
+    inside(root, CONFIG).symlink_to("/etc/victim")
+    fails(provision(root, "kubeadm"), "is a symlink")
+    assert victim.read_text() == "keep me\n"
+
+
 def test_eks_refuses_a_config_without_ecr(root):
     like_eks_ami(root)
     fails(provision(root, "eks-al2023", BIN, "--cloud", "gcp"), "drops ECR images", "include aws")

@@ -489,12 +489,26 @@ def main():
                          "amazon-ecr-credential-helper): no comparison")
 
         noop = str(work / "noop") if (work / "noop").exists() else None
+        # A Rust "hello world" built like pullcred (-O, panic=abort): the floor
+        # for any program using Rust's std on this machine.
+        hello = None
+        if shutil.which("rustc"):
+            (work / "hello.rs").write_text('fn main() { println!("hello"); }\n')
+            built = subprocess.run(["rustc", "-O", "-C", "panic=abort", "-o", str(work / "hello-rust"),
+                                    str(work / "hello.rs")], capture_output=True)
+            if built.returncode == 0:
+                hello = str(work / "hello-rust")
         log(f"cache hits: {warmup} warm-up + {hit_runs} timed execs per tool, interleaved")
-        hit_p, hit_e, hit_n = [], [], []
+        hit_p, hit_e, hit_n, hit_h = [], [], [], []
         for i in range(warmup + hit_runs):
-            order = ("p", "e", "n") if i % 2 == 0 else ("n", "e", "p")
+            order = ("p", "e", "n", "h") if i % 2 == 0 else ("h", "n", "e", "p")
             for who in order:
-                if who == "n":
+                if who == "h":
+                    if hello:
+                        r = spawn([hello], env_hit, b"")
+                        if i >= warmup:
+                            hit_h.append(r.secs)
+                elif who == "n":
                     if noop:
                         r = spawn([noop], env_hit, req)
                         if i >= warmup:
@@ -532,6 +546,12 @@ def main():
             rows.append(("hit ratio pullcred / ecr-login (medians)", "not measured", f"<= {TARGET_HIT_RATIO:g}", "n/a"))
         if hit_n:
             rows.append(("harness floor: static no-op C program, median exec", summary(hit_n), "(reference)", ""))
+        if hit_h:
+            best = ""
+            if hit_e:
+                best = f"; as a ratio to ecr-login's hit: {statistics.median(hit_h) / statistics.median(hit_e):.3f}"
+            rows.append(("Rust std hello world, median exec (floor for any Rust binary)",
+                         summary(hit_h) + best, "(reference)", ""))
 
         log("peak RSS on hits")
         rss_hit = max(spawn([pullcred], env_hit, req, rss_helper=rss_helper).maxrss_kib for _ in range(rss_hit_runs))

@@ -12,7 +12,8 @@
 //! `PULLCRED_PIE=1 cargo build --release`; everything else is the same.
 fn main() {
     println!("cargo:rerun-if-env-changed=PULLCRED_PIE");
-    let pie = std::env::var("PULLCRED_PIE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let pie =
+        std::env::var("PULLCRED_PIE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let linux = std::env::var("CARGO_CFG_TARGET_OS").is_ok_and(|os| os == "linux");
     if linux && !pie {
         println!("cargo:rustc-link-arg-bins=-no-pie");

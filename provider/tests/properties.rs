@@ -101,3 +101,17 @@ proptest! {
         prop_assert!(parse_ecr_host(&look_alike).is_none());
     }
 }
+
+/// Inputs the fuzzers found (fuzz/RESULTS.md), kept as regressions.
+#[test]
+fn fuzz_regressions() {
+    // glob_matcher: a scheme-prefixed key is normalised before matching.
+    let odd = "https:///////////////////uy";
+    let _ = kubelet_config::matching::glob_matches(odd, odd);
+    assert!(!kubelet_config::matching::auth_key_matches(odd, odd));
+    // dockerconfig: whitespace inside a key is not a key.
+    let doc = br#"{"auths": {"htter.io/v1 /":{"auth": "dTpw"}, "harbor.example.com/proj":{"username": "r", "password": "t"}}}"#;
+    let entries = pullcred::sources::dockerconfig::parse(doc).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].key, "harbor.example.com/proj");
+}

@@ -24,7 +24,7 @@
 
 use crate::challenge;
 mod config;
-mod jwt;
+pub mod jwt;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

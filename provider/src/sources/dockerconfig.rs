@@ -182,7 +182,13 @@ const DOCKER_HUB_ALIASES: [&str; 4] = [
 
 /// `https://index.docker.io/v1/` → `docker.io`; `https://harbor.example.com/v2/proj` → `harbor.example.com/proj`.
 pub fn normalize_key(raw: &str) -> Option<String> {
-    let k = kubelet_config::matching::normalize_auth_key(raw.trim())?;
+    let raw = raw.trim();
+    // A registry key never holds whitespace or control characters; one that
+    // does would come back unmatched and not idempotent (found by fuzzing).
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    let k = kubelet_config::matching::normalize_auth_key(raw)?;
     let k = k.trim_end_matches('/');
     let (host, path) = match k.split_once('/') {
         Some((h, p)) => (h, Some(p)),

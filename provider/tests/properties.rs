@@ -109,8 +109,12 @@ fn fuzz_regressions() {
     let odd = "https:///////////////////uy";
     let _ = kubelet_config::matching::glob_matches(odd, odd);
     assert!(!kubelet_config::matching::auth_key_matches(odd, odd));
-    // dockerconfig: whitespace inside a key is not a key.
-    let doc = br#"{"auths": {"htter.io/v1 /":{"auth": "dTpw"}, "harbor.example.com/proj":{"username": "r", "password": "t"}}}"#;
+    // glob_matcher: an escape that decodes to a control character never matches
+    // as an auth key, as in the kubelet (Go refuses the re-parsed key).
+    let esc = "prefix.ix///////////uya.kubern%1e12t1";
+    assert!(!kubelet_config::matching::auth_key_matches(esc, esc));
+    // dockerconfig: whitespace or control characters inside a key are not a key.
+    let doc = br#"{"auths": {"htter.io/v1 /":{"auth": "dTpw"}, "o/v%1a": {"auth": "dTpw"}, "harbor.example.com/proj":{"username": "r", "password": "t"}}}"#;
     let entries = pullcred::sources::dockerconfig::parse(doc).unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].key, "harbor.example.com/proj");

@@ -202,10 +202,16 @@ pub fn normalize_key(raw: &str) -> Option<String> {
     } else {
         host
     };
-    Some(match path {
+    let key = match path {
         Some(p) if !p.is_empty() => format!("{host}/{p}"),
         _ => host.to_string(),
-    })
+    };
+    // Percent-escapes decode to what a key may not hold (control characters,
+    // spaces); the kubelet could never match such a key (found by fuzzing).
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return None;
+    }
+    Some(key)
 }
 
 /// What the files offer for one image.
@@ -315,6 +321,24 @@ mod tests {
             normalize_key("http://registry.local:5000/").as_deref(),
             Some("registry.local:5000")
         );
+    }
+
+    /// Inputs the dockerconfig fuzz target found (fuzz/corpus/dockerconfig/seed-crash-*).
+    #[test]
+    fn keys_that_cannot_be_keys_are_refused_and_normalising_is_idempotent() {
+        assert_eq!(normalize_key("htter.io/v1 /"), None);
+        assert_eq!(normalize_key("a.io/p\tq"), None);
+        assert_eq!(normalize_key("o/v%1a"), None);
+        for k in [
+            "docker.io",
+            "a.io/x/y",
+            "r:5000/p",
+            "https://index.docker.io/v1/",
+            "a.io/%41",
+        ] {
+            let once = normalize_key(k).unwrap();
+            assert_eq!(normalize_key(&once).as_deref(), Some(once.as_str()), "{k}");
+        }
     }
 
     #[test]

@@ -7,7 +7,11 @@
 
 Every stderr the suite captures is scanned for every secret the suite has
 minted or used (tokens from stand-ins and moto, AWS secret keys): a secret on
-stderr fails the test that printed it.
+stderr fails the test that printed it. Every captured stderr (and the stdout
+of failed runs) is also kept, and at the end of the session scanned again
+against every secret registered during the whole session, so a token a
+stand-in mints after the run that printed it is caught too; a leak there fails
+the session and names the test, never the secret.
 """
 
 import json
@@ -34,6 +38,8 @@ V1 = "credentialprovider.kubelet.k8s.io/v1"
 ACCESS_KEY = "AKIAPULLCREDTEST0001"
 SECRET_KEY = "pullcred-test-secret-key-do-not-print-0001"
 SECRETS = {SECRET_KEY}
+# (test node id, what, text) of every captured stderr and failed-run stdout
+CAPTURED = []
 
 
 def register_secret(s):
@@ -122,6 +128,10 @@ class Plugin:
 
     @staticmethod
     def check(res):
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" (", 1)[0]
+        CAPTURED.append((test, "stderr", res.stderr))
+        if res.code != 0:
+            CAPTURED.append((test, "stdout", res.stdout))
         # The contract's invariants, on every single run.
         if res.code == 0:
             body = res.json
@@ -133,6 +143,25 @@ class Plugin:
             assert len(lines) == 1, f"want one error line, got: {res.stderr!r}"
             assert "panicked" not in res.stderr
         assert_no_secret(res.stderr)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite-wide leak scan: all captured texts against all secrets."""
+    secrets_ = [s for s in SECRETS if s]
+    leaks = sorted({(test, what) for test, what, text in CAPTURED if any(s in text for s in secrets_)})
+    if not leaks:
+        return
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"SECRET LEAK: a secret registered during this session appears in {len(leaks)} captured output(s):"]
+    lines += [f"  {test}: {what}" for test, what in leaks]
+    if tr:
+        tr.write("\n")
+    for line in lines:
+        if tr:
+            tr.write_line(line, red=True)
+        else:
+            print(line, file=sys.stderr)
+    session.exitstatus = 1
 
 
 @pytest.fixture

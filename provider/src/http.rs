@@ -243,6 +243,9 @@ fn classify(e: ureq::Error) -> HttpError {
         ureq::Error::Timeout(_) => Timeout,
         ureq::Error::BodyExceedsLimit(_) => BodyTooLarge,
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Tls,
+        // rustls reports handshake failures (a bad certificate, a peer that
+        // does not speak TLS) as an io::Error wrapping a rustls::Error.
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => Tls,
         ureq::Error::Io(io) => match io.kind() {
             std::io::ErrorKind::ConnectionRefused
             | std::io::ErrorKind::ConnectionReset
@@ -250,6 +253,8 @@ fn classify(e: ureq::Error) -> HttpError {
             | std::io::ErrorKind::NotConnected => Connect,
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Timeout,
             _ if io.to_string().contains("certificate") => Tls,
+            // std's getaddrinfo failure ("failed to lookup address information: ...")
+            _ if io.to_string().contains("failed to lookup address") => Dns,
             _ => Protocol,
         },
         _ => Protocol,
@@ -322,6 +327,24 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
+
+    #[test]
+    fn tls_and_dns_errors_inside_io_are_named() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        assert_eq!(classify(ureq::Error::Io(io)).kind, HttpErrorKind::Tls);
+        let dns = std::io::Error::other(
+            "failed to lookup address information: Name or service not known",
+        );
+        assert_eq!(classify(ureq::Error::Io(dns)).kind, HttpErrorKind::Dns);
+        let plain = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk");
+        assert_eq!(
+            classify(ureq::Error::Io(plain)).kind,
+            HttpErrorKind::Protocol
+        );
+    }
 
     /// A one-shot HTTP server on 127.0.0.1 answering `responses` in turn.
     fn serve(responses: Vec<&'static str>) -> String {

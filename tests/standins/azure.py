@@ -190,7 +190,9 @@ class AzureStandin:
             "entra": "ok",  # ok | invalid_client | error500
             "challenge": None,  # None: the standard Bearer challenge; else the header value
             "challenge_status": 401,
-            "exchange": "ok",  # ok | 401 | 404 | no_exp | garbage
+            "exchange": "ok",  # ok | 401 | 404 | no_exp | garbage | error500 | throttle | truncated | huge | hang
+            "exchange_fail_first": 0,  # the first N exchanges answer in exchange_fail_mode
+            "exchange_fail_mode": "error500",
             "refresh_life": 3 * 3600,
             "delay": 0.0,  # seconds, on the exchange
             "client_secret": None,  # the secret Entra accepts
@@ -211,6 +213,7 @@ class AzureStandin:
         self.https.socket = ctx.wrap_socket(self.https.socket, server_side=True)
         for s in (self.http, self.https):
             s.daemon_threads = True
+            s.block_on_close = False  # close() must not wait for a "hang" handler
             threading.Thread(target=s.serve_forever, daemon=True).start()
         self.imds_url = f"http://127.0.0.1:{self.http.server_address[1]}"
         self.url = f"https://127.0.0.1:{self.https.server_address[1]}"
@@ -366,6 +369,28 @@ class AzureStandin:
         if cfg["delay"]:
             time.sleep(cfg["delay"])
         mode = cfg["exchange"]
+        if len(self.calls_to("exchange")) <= cfg["exchange_fail_first"]:
+            mode = cfg["exchange_fail_mode"]
+        if mode == "hang":
+            time.sleep(120)
+            return
+        if mode == "error500":
+            return h.reply(500, {"errors": [{"code": "INTERNAL", "message": "stand-in server error"}]})
+        if mode == "throttle":
+            return h.reply(429, {"errors": [{"code": "TOOMANYREQUESTS", "message": "too many requests"}]})
+        if mode == "truncated":
+            return h.reply(200, b'{"refresh_token": "eyJhbGciOi', "application/json")
+        if mode == "huge":
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(64 << 20))
+            h.end_headers()
+            try:
+                for _ in range(1024):
+                    h.wfile.write(b" " * 65536)
+            except OSError:
+                pass
+            return
         if mode in ("401", "404"):
             return h.reply(int(mode), {"errors": [{"code": "UNAUTHORIZED" if mode == "401" else "NOT_FOUND",
                                                     "message": "exchange refused by the stand-in"}]})

@@ -13,6 +13,9 @@ Wire format (AWS JSON 1.1, as the SDK sends it):
   errors: {"__type": "<Code>", "message": "..."} with x-amzn-ErrorType.
 
 Control (tests only): POST /_standin/config {mode, expires_in, delay, fail_first}
+  modes: ok | error500 | throttle (400 ThrottlingException) | http429 (the same
+  with HTTP 429) | denied | garbage | truncated | huge (64 MiB announced) |
+  empty | hang
                       GET  /_standin/calls
 """
 
@@ -77,6 +80,7 @@ class EcrStandin:
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.server.block_on_close = False  # close() must not wait for a "hang" handler
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -124,6 +128,8 @@ class EcrStandin:
             return self.error(h, 500, "ServerException", "internal failure")
         if mode == "throttle":
             return self.error(h, 400, "ThrottlingException", "Rate exceeded")
+        if mode == "http429":
+            return self.error(h, 429, "ThrottlingException", "Rate exceeded")
         if mode == "denied":
             return self.error(h, 400, "AccessDeniedException", "not authorized to perform ecr:GetAuthorizationToken")
         if mode == "garbage":

@@ -117,13 +117,29 @@ def sigv4_check(token, secret_key, audience):
     return None
 
 
+def huge_body(h, headers=None):
+    """Announces 64 MiB of JSON and streams spaces until the client gives up."""
+    h.send_response(200)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(64 << 20))
+    for k, v in (headers or {}).items():
+        h.send_header(k, v)
+    h.end_headers()
+    try:
+        chunk = b" " * 65536
+        for _ in range(1024):
+            h.wfile.write(chunk)
+    except OSError:
+        pass
+
+
 class GoogleStandin:
     """All the endpoints above on one 127.0.0.1 port, in a background thread."""
 
     def __init__(self, on_token=None):
         self.lock = threading.Lock()
         self.config = {
-            "mode": "ok",  # ok | error500 | garbage | no_flavor | hang | no_expiry
+            "mode": "ok",  # ok | error500 | throttle | garbage | truncated | huge | no_flavor | hang | no_expiry
             "expires_in": 3600,
             "delay": 0.0,
             "fail_first": 0,
@@ -180,6 +196,7 @@ class GoogleStandin:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        self.server.block_on_close = False  # close() must not wait for a "hang" handler
         self.port = self.server.server_address[1]
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
@@ -251,8 +268,17 @@ class GoogleStandin:
         if mode == "error500":
             h.reply(500, {"error": "internal_failure", "error_description": "backend error"}, headers=headers)
             return True
+        if mode == "throttle":
+            h.reply(429, {"error": "rate_limit_exceeded", "error_description": "Too Many Requests"}, headers=headers)
+            return True
         if mode == "garbage":
             h.reply(200, "<html>this is not json</html>", "text/html", headers=headers)
+            return True
+        if mode == "truncated":
+            h.reply(200, '{"access_token": "ya29.trunc', headers=headers)
+            return True
+        if mode == "huge":
+            huge_body(h, headers)
             return True
         return False
 
@@ -391,6 +417,8 @@ class GoogleStandin:
                 return h.reply(400, "", "text/plain")
             with self.lock:
                 self.imds_session = "imds-session-" + secrets.token_hex(8)
+            if self.on_token:
+                self.on_token(self.imds_session)
             return h.reply(200, self.imds_session, "text/plain")
         with self.lock:
             session = getattr(self, "imds_session", None)

@@ -12,7 +12,8 @@ or not the targets are met: it is a report. It exits non-zero only when it
 cannot measure (build failed, binary missing, pullcred answers wrongly).
 
 Everything stays on 127.0.0.1: the ECR stand-in (tests/standins/ecr.py) runs in
-this process, moto runs as `moto_server -H 127.0.0.1`, and Debian's
+this process (as do the Google and Azure stand-ins, tests/standins/gcp.py and
+azure.py), moto runs as `moto_server -H 127.0.0.1`, and Debian's
 docker-credential-ecr-login is only ever run against a pre-populated,
 unexpired file-cache entry, with its proxy and endpoint pointed at a closed
 loopback port as a safety net. See bench/README.md for the method.
@@ -234,11 +235,11 @@ def base_env(home: Path):
     }
 
 
-def pullcred_password(run: Run, what):
+def pullcred_password(run: Run, what, registry=REGISTRY):
     if run.code != 0:
         raise SystemExit(f"bench: pullcred failed on {what}: exit {run.code}: {run.err.strip()[:500]}")
     try:
-        return json.loads(run.out)["auth"][REGISTRY]["password"]
+        return json.loads(run.out)["auth"][registry]["password"]
     except (ValueError, KeyError, TypeError):
         raise SystemExit(f"bench: pullcred answered oddly on {what}: {run.out[:300]!r}")
 
@@ -410,6 +411,79 @@ class Moto:
 
 
 # --------------------------------------------------------------------------
+# Google and Azure: miss and hit against the test stand-ins
+# --------------------------------------------------------------------------
+
+GOOGLE_IMAGE, GOOGLE_REGISTRY = "us-docker.pkg.dev/proj/repo/app", "us-docker.pkg.dev"
+AZURE_IMAGE, AZURE_REGISTRY = "myreg.azurecr.io/app", "myreg.azurecr.io"
+
+
+def source_rows(pullcred, env, image, registry, calls, work: Path, name, miss_label, miss_runs, hit_runs):
+    """Miss: each exec on a fresh, absent cache dir; each must call upstream.
+    Hit: one warming exec, then hit_runs execs on that cache; none may call
+    upstream. calls() is the stand-in's call count. Returns two table rows."""
+    req = request_line(image)
+    miss = []
+    before = calls()
+    for i in range(miss_runs):
+        r = spawn([pullcred], dict(env, PULLCRED_CACHE_DIR=str(work / f"{name}-miss-{i}")), req)
+        pullcred_password(r, f"a {name} miss", registry)
+        miss.append(r.secs)
+    miss_calls = calls() - before
+    env_hit = dict(env, PULLCRED_CACHE_DIR=str(work / f"{name}-hit"))
+    token = pullcred_password(spawn([pullcred], env_hit, req), f"the {name} warming miss", registry)
+    before = calls()
+    hit = []
+    for _ in range(hit_runs):
+        r = spawn([pullcred], env_hit, req)
+        if pullcred_password(r, f"a {name} cache hit", registry) != token:
+            raise SystemExit(f"bench: a {name} cache hit returned a different token")
+        hit.append(r.secs)
+    hit_calls = calls() - before
+    return [
+        (miss_label, summary(miss) + f", {miss_calls} upstream calls"
+         + ("" if miss_calls >= miss_runs else " (NOT a miss each time)"), "(reference)", ""),
+        (f"{name} cache hit, median exec", summary(hit) + f", {hit_calls} upstream calls"
+         + ("" if hit_calls == 0 else " (NOT all hits)"), "(reference)", ""),
+    ]
+
+
+def google_rows(pullcred, home, work, miss_runs, hit_runs):
+    from standins.gcp import GoogleStandin
+    g = GoogleStandin()
+    try:
+        env = dict(base_env(home), GCE_METADATA_HOST=g.host)
+        return source_rows(pullcred, env, GOOGLE_IMAGE, GOOGLE_REGISTRY, g.call_count, work, "google",
+                           "google (metadata server stand-in) cache miss, median exec", miss_runs, hit_runs)
+    finally:
+        g.close()
+
+
+def azure_rows(pullcred, home, work, miss_runs, hit_runs):
+    from standins.azure import AzureStandin, make_ca_and_server_cert
+    tls = work / "azure-tls"
+    tls.mkdir()
+    ca, cert, key = make_ca_and_server_cert(tls)
+    a = AzureStandin(cert, key)
+    try:
+        env = dict(base_env(home), SSL_CERT_FILE=str(ca), PULLCRED_AZURE_IMDS_ENDPOINT=a.imds_url,
+                   AZURE_AUTHORITY_HOST=a.url, PULLCRED_ACR_ENDPOINTS=f"*={a.url}", PULLCRED_AZURE_CONFIG="none")
+        calls = lambda: len(a.calls)  # noqa: E731
+        return source_rows(pullcred, env, AZURE_IMAGE, AZURE_REGISTRY, calls, work, "azure",
+                           "azure (IMDS + Entra + ACR stand-ins) cache miss, median exec", miss_runs, hit_runs)
+    finally:
+        a.close()
+
+
+def other_source_rows(fn, label, *args):
+    """Runs fn; if its stand-in cannot be driven, one "not measured" row."""
+    try:
+        return fn(*args)
+    except (Exception, SystemExit) as e:  # noqa: BLE001
+        return [(label, f"not measured: {str(e)[:200] or type(e).__name__}", "(reference)", "")]
+
+
+# --------------------------------------------------------------------------
 # main
 # --------------------------------------------------------------------------
 
@@ -429,6 +503,8 @@ def main():
     rss_miss_runs = 3 if args.quick else 10
     warmup = 5 if args.quick else 20
     concurrency = 32
+    src_miss_runs = 5 if args.quick else 20  # Google and Azure
+    src_hit_runs = 20 if args.quick else 100
 
     build(args)
     binp = args.bin.resolve()
@@ -622,6 +698,14 @@ def main():
         rss_rows.append(("pullcred peak RSS, cache miss (moto)", f"{mib(rss_miss)} ({rss_miss} KiB, max of {rss_miss_runs})",
                          "(reference)", ""))
         rows.extend(rss_rows)
+
+        # ---- Google and Azure, against their stand-ins ---------------------
+        log(f"google: {src_miss_runs} misses, then 1 warming + {src_hit_runs} hits")
+        rows.extend(other_source_rows(google_rows, "google (metadata server stand-in) cache miss and hit",
+                                      pullcred, home, work, src_miss_runs, src_hit_runs))
+        log(f"azure: {src_miss_runs} misses, then 1 warming + {src_hit_runs} hits")
+        rows.extend(other_source_rows(azure_rows, "azure (IMDS + Entra + ACR stand-ins) cache miss and hit",
+                                      pullcred, home, work, src_miss_runs, src_hit_runs))
         rows.append(size_row)
     finally:
         if moto:

@@ -69,13 +69,7 @@ impl Step {
         cause: impl Into<String>,
         fix: impl Into<String>,
     ) -> Step {
-        Step {
-            step,
-            status: Status::Fail,
-            seen: seen.into(),
-            cause: Some(cause.into()),
-            fix: Some(fix.into()),
-        }
+        Step::flagged(Status::Fail, step, seen.into(), cause.into(), fix.into())
     }
 
     fn warn(
@@ -84,12 +78,22 @@ impl Step {
         cause: impl Into<String>,
         fix: impl Into<String>,
     ) -> Step {
+        Step::flagged(Status::Warn, step, seen.into(), cause.into(), fix.into())
+    }
+
+    fn flagged(
+        status: Status,
+        step: &'static str,
+        seen: String,
+        cause: String,
+        fix: String,
+    ) -> Step {
         Step {
             step,
-            status: Status::Warn,
-            seen: seen.into(),
-            cause: Some(cause.into()),
-            fix: Some(fix.into()),
+            status,
+            seen,
+            cause: Some(cause),
+            fix: Some(fix),
         }
     }
 }

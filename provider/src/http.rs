@@ -126,29 +126,11 @@ impl Client {
     }
 
     pub fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
-        let mut req = self
-            .agent
-            .get(url)
-            .config()
-            .timeout_global(Some(self.timeout()))
-            .build();
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        finish(req.call())
+        finish(self.prepare(self.agent.get(url), headers).call())
     }
 
     pub fn head(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
-        let mut req = self
-            .agent
-            .head(url)
-            .config()
-            .timeout_global(Some(self.timeout()))
-            .build();
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        finish(req.call())
+        finish(self.prepare(self.agent.head(url), headers).call())
     }
 
     pub fn post_form(
@@ -157,16 +139,10 @@ impl Client {
         headers: &[(&str, &str)],
         form: &[(&str, &str)],
     ) -> Result<Response, HttpError> {
-        let mut req = self
-            .agent
-            .post(url)
-            .config()
-            .timeout_global(Some(self.timeout()))
-            .build();
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        finish(req.send_form(form.iter().copied()))
+        finish(
+            self.prepare(self.agent.post(url), headers)
+                .send_form(form.iter().copied()),
+        )
     }
 
     pub fn post_json(
@@ -175,31 +151,26 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, HttpError> {
-        let mut req = self
-            .agent
-            .post(url)
-            .config()
-            .timeout_global(Some(self.timeout()))
-            .build()
-            .header("Content-Type", "application/json");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        finish(req.send(body))
+        let req = self.prepare(self.agent.post(url), headers);
+        finish(req.header("Content-Type", "application/json").send(body))
     }
 
     /// A PUT with an empty body (the IMDSv2 session-token handshake).
     pub fn put(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
-        let mut req = self
-            .agent
-            .put(url)
-            .config()
-            .timeout_global(Some(self.timeout()))
-            .build();
+        finish(self.prepare(self.agent.put(url), headers).send_empty())
+    }
+
+    /// Bounds the request by what is left of the deadline and adds `headers`.
+    fn prepare<B>(
+        &self,
+        req: ureq::RequestBuilder<B>,
+        headers: &[(&str, &str)],
+    ) -> ureq::RequestBuilder<B> {
+        let mut req = req.config().timeout_global(Some(self.timeout())).build();
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        finish(req.send_empty())
+        req
     }
 
     fn timeout(&self) -> Duration {

@@ -23,9 +23,9 @@ use crate::{deadline, logging, registry, run, sources};
 #[command(
     name = "pullcred",
     version,
-    about = "kubelet image credential provider for ECR, ECR Public and Azure Container Registry, with an on-node token cache",
+    about = "kubelet image credential provider for Amazon ECR and ECR Public, Google Artifact Registry, Azure Container Registry and any registry with static credentials, with an on-node token cache",
     long_about = None,
-    after_help = "Run by the kubelet (--image-credential-provider-config). Reads a CredentialProviderRequest on stdin.\nOther tools: `pullcred config validate|generate ...`, `pullcred match IMAGE --config FILE`.\nLogs: PULLCRED_LOG=debug (stderr; secrets are never logged)."
+    after_help = "Run by the kubelet (--image-credential-provider-config). Reads a CredentialProviderRequest on stdin.\nOther tools: `pullcred doctor IMAGE`, `pullcred config validate|generate ...`, `pullcred match IMAGE --config FILE`.\nLogs: PULLCRED_LOG=debug (stderr; secrets are never logged)."
 )]
 struct Cli {
     #[command(subcommand)]

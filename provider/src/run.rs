@@ -117,19 +117,7 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
     let image = ImageRef::parse(&request.image).map_err(|e| fail(None, "parsing the image", e))?;
     let reg = image.registry.clone();
     let plan = plan_for(opts, &image)?;
-    let key = match &plan {
-        Plan::Token(target) => cache_key(&image, target, &opts.azure),
-        Plan::Static(p) => static_cache_key(&image, p, opts),
-        Plan::AwsSecret { key, secret_id } => {
-            let mut parts = vec![
-                ("source", "aws-secret".to_string()),
-                ("key", key.clone()),
-                ("secret", secret_id.clone()),
-            ];
-            parts.extend(aws_identity_parts());
-            hash_parts(&parts)
-        }
-    };
+    let key = plan_key(&image, &plan, opts);
 
     let cache = if opts.no_cache {
         None
@@ -487,6 +475,24 @@ fn verify(_: &str, _: &AuthConfig, _: &str, _: &Options, _: &Deadline) -> Result
     Ok(())
 }
 
+/// The cache key for an image's plan: the one derivation both the request
+/// path and `doctor` use.
+fn plan_key(image: &ImageRef, plan: &Plan, opts: &Options) -> CacheKey {
+    match plan {
+        Plan::Token(target) => cache_key(image, target, &opts.azure),
+        Plan::Static(p) => static_cache_key(image, p, opts),
+        Plan::AwsSecret { key, secret_id } => {
+            let mut parts = vec![
+                ("source", "aws-secret".to_string()),
+                ("key", key.clone()),
+                ("secret", secret_id.clone()),
+            ];
+            parts.extend(aws_identity_parts());
+            hash_parts(&parts)
+        }
+    }
+}
+
 fn static_cache_key(image: &ImageRef, p: &StaticPlan, opts: &Options) -> CacheKey {
     let mut parts: Vec<(&str, String)> = vec![
         ("source", "static".into()),
@@ -529,72 +535,55 @@ pub struct Explained {
 
 pub fn explain(opts: &Options, image: &ImageRef) -> Result<Explained, Failure> {
     let plan = plan_for(opts, image)?;
-    let (source, identity, key) = match &plan {
-        Plan::Token(target) => {
-            let source = match target {
-                Target::EcrPrivate(r) => {
-                    let mut s = format!(
-                        "Amazon ECR private, account {}, region {} (partition {})",
-                        r.account,
-                        r.region,
-                        r.partition.id()
-                    );
-                    if r.fips {
-                        s.push_str(", FIPS");
-                    }
-                    if r.dual_stack {
-                        s.push_str(", dual-stack");
-                    }
-                    s
-                }
-                Target::EcrPublic => "Amazon ECR Public (ecr-public API in us-east-1)".to_string(),
-                Target::Google(_) => {
-                    let identity = match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS")
-                        .filter(|p| !p.is_empty())
-                    {
-                        Some(p) => format!(
-                            "Google credentials file {} (GOOGLE_APPLICATION_CREDENTIALS)",
-                            p.to_string_lossy()
-                        ),
-                        None => "the GCE/GKE metadata server's default service account".to_string(),
-                    };
-                    let source = format!(
-                        "Google Artifact Registry / Container Registry {}",
-                        image.registry
-                    );
-                    return Ok(finish_explain(
-                        opts,
-                        source,
-                        identity,
-                        cache_key(image, target, &opts.azure),
-                    ));
-                }
-                Target::Acr(r) => {
-                    let source = match &r.mirror_of {
-                        Some(m) => format!(
-                            "Azure Container Registry {} (mirror of {m})",
-                            r.login_server
-                        ),
-                        None => format!("Azure Container Registry {}", r.login_server),
-                    };
-                    #[cfg(feature = "azure")]
-                    let identity = sources::azure::describe_identity(&opts.azure);
-                    #[cfg(not(feature = "azure"))]
-                    let identity =
-                        "none: this pullcred was built without the `azure` feature".to_string();
-                    return Ok(finish_explain(
-                        opts,
-                        source,
-                        identity,
-                        cache_key(image, target, &opts.azure),
-                    ));
-                }
+    let (source, identity) = match &plan {
+        Plan::Token(Target::EcrPrivate(r)) => {
+            let mut s = format!(
+                "Amazon ECR private, account {}, region {} (partition {})",
+                r.account,
+                r.region,
+                r.partition.id()
+            );
+            if r.fips {
+                s.push_str(", FIPS");
+            }
+            if r.dual_stack {
+                s.push_str(", dual-stack");
+            }
+            (s, aws_identity_summary())
+        }
+        Plan::Token(Target::EcrPublic) => (
+            "Amazon ECR Public (ecr-public API in us-east-1)".to_string(),
+            aws_identity_summary(),
+        ),
+        Plan::Token(Target::Google(_)) => {
+            let identity = match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS")
+                .filter(|p| !p.is_empty())
+            {
+                Some(p) => format!(
+                    "Google credentials file {} (GOOGLE_APPLICATION_CREDENTIALS)",
+                    p.to_string_lossy()
+                ),
+                None => "the GCE/GKE metadata server's default service account".to_string(),
             };
-            (
-                source,
-                aws_identity_summary(),
-                cache_key(image, target, &opts.azure),
-            )
+            let source = format!(
+                "Google Artifact Registry / Container Registry {}",
+                image.registry
+            );
+            (source, identity)
+        }
+        Plan::Token(Target::Acr(r)) => {
+            let source = match &r.mirror_of {
+                Some(m) => format!(
+                    "Azure Container Registry {} (mirror of {m})",
+                    r.login_server
+                ),
+                None => format!("Azure Container Registry {}", r.login_server),
+            };
+            #[cfg(feature = "azure")]
+            let identity = sources::azure::describe_identity(&opts.azure);
+            #[cfg(not(feature = "azure"))]
+            let identity = "none: this pullcred was built without the `azure` feature".to_string();
+            (source, identity)
         }
         Plan::Static(p) => {
             let files: Vec<String> = p
@@ -612,40 +601,25 @@ pub fn explain(opts: &Options, image: &ImageRef) -> Result<Explained, Failure> {
             (
                 "static credentials (docker config)".to_string(),
                 files.join("; "),
-                static_cache_key(image, p, opts),
             )
         }
-        Plan::AwsSecret { key, secret_id } => {
-            let mut parts = vec![
-                ("source", "aws-secret".to_string()),
-                ("key", key.clone()),
-                ("secret", secret_id.clone()),
-            ];
-            parts.extend(aws_identity_parts());
-            (
-                format!(
-                    "static credentials from AWS Secrets Manager secret {secret_id} (key {key})"
-                ),
-                aws_identity_summary(),
-                hash_parts(&parts),
-            )
-        }
+        Plan::AwsSecret { key, secret_id } => (
+            format!("static credentials from AWS Secrets Manager secret {secret_id} (key {key})"),
+            aws_identity_summary(),
+        ),
     };
-    Ok(finish_explain(opts, source, identity, key))
-}
-
-fn finish_explain(opts: &Options, source: String, identity: String, key: CacheKey) -> Explained {
+    let key = plan_key(image, &plan, opts);
     let dir = (!opts.no_cache).then(|| opts.cache_dir.clone().unwrap_or_else(cache::default_dir));
     let cached = dir
         .as_ref()
         .and_then(|d| Cache::open(d).ok())
         .and_then(|c| c.read(&key).ok().flatten());
-    Explained {
+    Ok(Explained {
         source,
         identity,
         cached,
         cache_dir: dir,
-    }
+    })
 }
 
 /// Which link of the AWS chain would answer, from the environment alone.

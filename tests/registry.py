@@ -140,6 +140,20 @@ auth:
             ["skopeo", "copy", "--src-cert-dir", str(self.cert_dir), "--src-creds", f"{creds[0]}:{creds[1]}",
              f"docker://{image}", f"dir:{dest}"], capture_output=True, text=True)
 
+    def serve_tls(self, handler):
+        """A stand-in HTTPS server on 127.0.0.1 with this registry's test
+        certificate, serving `handler` in a background thread. Call
+        `.shutdown()` on the result."""
+        import threading
+        from http.server import ThreadingHTTPServer
+
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.root / "server.pem", self.root / "server.key")
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        return srv
+
     def close(self):
         self.proc.terminate()
         self.proc.wait(10)

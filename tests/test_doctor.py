@@ -5,8 +5,7 @@ a rate-limiting token service and a registry that answers 403."""
 import json
 import re
 import subprocess
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -121,7 +120,6 @@ def test_rate_limited_token_service(plugin, registry, tmp_path):
 
 def forbidding_registry(registry):
     """A STAND-IN registry that authenticates (Basic) but forbids the pull."""
-    import ssl
 
     class H(BaseHTTPRequestHandler):
         def log_message(self, *a):
@@ -139,12 +137,7 @@ def forbidding_registry(registry):
         do_GET = _answer
         do_HEAD = _answer
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(registry.root / "server.pem", registry.root / "server.key")
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
+    return registry.serve_tls(H)
 
 
 def test_forbidden_is_a_403(plugin, registry, tmp_path):

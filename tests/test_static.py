@@ -182,9 +182,7 @@ def token_service_standin(registry, status=200):
     here): /v2/ answers 401 with a Bearer challenge naming /token on the same
     TLS server; /token checks Basic auth and answers with Docker Hub's
     rate-limit headers."""
-    import ssl
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     name, pw = user(registry)
     want = "Basic " + base64.b64encode(f"{name}:{pw}".encode()).decode()
@@ -211,12 +209,7 @@ def token_service_standin(registry, status=200):
             self.end_headers()
             self.wfile.write(body)
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(registry.root / "server.pem", registry.root / "server.key")
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
+    return registry.serve_tls(H)
 
 
 def test_token_service_check_logs_the_rate_limit(plugin, registry, tmp_path):

@@ -80,6 +80,46 @@ struct Cli {
         value_name = "FILE"
     )]
     azure_config: Option<PathBuf>,
+
+    /// When a pod's service account names no identity for the registry:
+    /// `none` fails the pull with an error naming the annotation; `node`
+    /// uses the node's identity (logged).
+    #[arg(long, global = true, env = "PULLCRED_SERVICE_ACCOUNT_FALLBACK", default_value = "none", value_parser = ["none", "node"], value_name = "none|node")]
+    service_account_fallback: String,
+
+    /// Default IAM role for pods whose service account has no
+    /// eks.amazonaws.com/ecr-role-arn annotation.
+    #[arg(long, global = true, env = "AWS_ECR_ROLE_ARN", value_parser = parse_role_arn, value_name = "ARN")]
+    ecr_role_arn: Option<String>,
+
+    /// Also read IRSA's eks.amazonaws.com/role-arn annotation as the pod's ECR role.
+    #[arg(long, global = true, env = "PULLCRED_ACCEPT_IRSA_ROLE_ARN")]
+    accept_irsa_role_annotation: bool,
+
+    /// Workload identity pool audience for pods' Google identities
+    /// (//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/POOL/providers/P).
+    #[arg(
+        long,
+        global = true,
+        env = "PULLCRED_GOOGLE_AUDIENCE",
+        value_name = "AUDIENCE"
+    )]
+    google_audience: Option<String>,
+
+    /// Google service account for pods to impersonate when their service
+    /// account has no iam.gke.io/gcp-service-account annotation.
+    #[arg(
+        long,
+        global = true,
+        env = "PULLCRED_GOOGLE_SERVICE_ACCOUNT",
+        value_name = "EMAIL"
+    )]
+    google_service_account: Option<String>,
+}
+
+fn parse_role_arn(s: &str) -> Result<String, String> {
+    crate::workload::check_role_arn(s.trim())?;
+    Ok(s.trim().to_string())
 }
 
 #[derive(Subcommand, Debug)]
@@ -250,6 +290,16 @@ fn options(cli: &Cli) -> run::Options {
         azure: sources::AzureSettings {
             mirrors: cli.mirrors.iter().filter_map(|m| m.0.clone()).collect(),
             config: cli.azure_config.clone(),
+        },
+        workload: crate::workload::WorkloadSettings {
+            fallback_to_node: cli.service_account_fallback == "node",
+            aws_default_role: cli.ecr_role_arn.clone(),
+            aws_accept_irsa: cli.accept_irsa_role_annotation,
+            google_audience: cli.google_audience.clone().filter(|a| !a.trim().is_empty()),
+            google_service_account: cli
+                .google_service_account
+                .clone()
+                .filter(|a| !a.trim().is_empty()),
         },
     }
 }

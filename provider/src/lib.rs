@@ -19,6 +19,7 @@
 //! - `http`: a small blocking HTTPS client with classified errors (feature `http`).
 //! - [`sources`]: upstream fetchers (AWS SDK behind `aws`; Azure Container Registry
 //!   behind `azure`; dockerconfigjson files and the registry check behind `static`).
+//! - [`workload`]: per-pod identities from service-account tokens (KEP-4412).
 //! - [`secret`]: a string type that cannot be printed.
 //! - [`logging`]: stderr logging from `PULLCRED_LOG`; third-party crates are silenced.
 
@@ -38,3 +39,4 @@ pub mod registry;
 pub mod run;
 pub mod secret;
 pub mod sources;
+pub mod workload;

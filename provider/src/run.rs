@@ -17,6 +17,7 @@ use crate::protocol::{self, AuthConfig, CacheKeyType, Request, Response};
 use crate::registry::{self, Target};
 use crate::sources::dockerconfig::{self, StaticPlan};
 use crate::sources::{self, AWS_IDENTITY_ENV, AzureSettings, SourceError};
+use crate::workload::{self, Resolution, Workload, WorkloadSettings};
 
 /// Settings from flags and environment.
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct Options {
     /// Check static credentials against the registry on a cache miss.
     pub registry_check: bool,
     pub azure: AzureSettings,
+    /// Per-pod identities from service-account tokens.
+    pub workload: WorkloadSettings,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
             static_ttl: Duration::from_secs(300),
             registry_check: true,
             azure: AzureSettings::default(),
+            workload: WorkloadSettings::default(),
         }
     }
 }
@@ -117,7 +121,23 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
     let image = ImageRef::parse(&request.image).map_err(|e| fail(None, "parsing the image", e))?;
     let reg = image.registry.clone();
     let plan = plan_for(opts, &image)?;
-    let key = plan_key(&image, &plan, opts);
+    let resolution = match &plan {
+        Plan::Token(target) => workload::resolve(
+            target,
+            request.service_account_token.as_ref(),
+            &request.service_account_annotations,
+            &opts.workload,
+            now_unix(),
+        )
+        .map_err(|e| fail(Some(&reg), "choosing the pod's identity", e))?,
+        // Static credentials are the node's, whoever asks.
+        _ => Resolution::Node,
+    };
+    let workload = match &resolution {
+        Resolution::Workload(w) => Some(w.as_ref()),
+        _ => None,
+    };
+    let key = plan_key(&image, &plan, workload, opts);
 
     let cache = if opts.no_cache {
         None
@@ -179,7 +199,12 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
 
     // 3. Upstream.
     tracing::debug!(registry = %reg, "cache miss; fetching");
-    match fetch(&plan, &image, opts, &deadline) {
+    if let Resolution::NodeFallback { why } = &resolution {
+        tracing::warn!(
+            "registry {reg}: {why}; using the node's identity (--service-account-fallback=node)"
+        );
+    }
+    match fetch(&plan, workload, &image, opts, &deadline) {
         // The kubelet would silently ignore a key that does not match: refuse to answer with one.
         Ok(answer) if !auth_matches(&answer.auth, &image) => Err(fail(
             Some(&reg),
@@ -350,15 +375,35 @@ fn plan_for(opts: &Options, image: &ImageRef) -> Result<Plan, Failure> {
 
 fn fetch(
     plan: &Plan,
+    workload: Option<&Workload>,
     image: &ImageRef,
     opts: &Options,
     deadline: &Deadline,
 ) -> Result<Answer, SourceError> {
     match plan {
         Plan::Token(target) => {
-            let f = sources::fetch(target, &opts.azure, deadline)?;
+            let f = sources::fetch(target, &opts.azure, workload, deadline)?;
+            let mut expires_at = f.expires_at;
+            if let Some(w) = workload {
+                // The kubelet's echo guard drops such an answer; never give one.
+                if f.password.expose() == w.token.expose() {
+                    return Err(SourceError {
+                        step: format!("{} credential for {}", target.source(), w.account),
+                        detail: "upstream returned the service-account token itself as the password; refusing to echo it".into(),
+                    });
+                }
+                // A credential obtained with the pod's token is not cached
+                // past that token's own expiry.
+                if w.account.expires_at < expires_at {
+                    tracing::debug!(
+                        "{}: the token expires before the credential; cacheDuration follows the token",
+                        w.account
+                    );
+                    expires_at = w.account.expires_at;
+                }
+            }
             let now = now_unix();
-            let schedule = expiry::schedule(now, f.expires_at);
+            let schedule = expiry::schedule(now, expires_at);
             if schedule.capped {
                 tracing::warn!(
                     "registry {}: {} token claims to expire at {}, more than 12h away; treating it as 12h",
@@ -477,9 +522,14 @@ fn verify(_: &str, _: &AuthConfig, _: &str, _: &Options, _: &Deadline) -> Result
 
 /// The cache key for an image's plan: the one derivation both the request
 /// path and `doctor` use.
-fn plan_key(image: &ImageRef, plan: &Plan, opts: &Options) -> CacheKey {
+fn plan_key(
+    image: &ImageRef,
+    plan: &Plan,
+    workload: Option<&Workload>,
+    opts: &Options,
+) -> CacheKey {
     match plan {
-        Plan::Token(target) => cache_key(image, target, &opts.azure),
+        Plan::Token(target) => cache_key(image, target, workload, &opts.azure),
         Plan::Static(p) => static_cache_key(image, p, opts),
         Plan::AwsSecret { key, secret_id } => {
             let mut parts = vec![
@@ -608,7 +658,7 @@ pub fn explain(opts: &Options, image: &ImageRef) -> Result<Explained, Failure> {
             aws_identity_summary(),
         ),
     };
-    let key = plan_key(image, &plan, opts);
+    let key = plan_key(image, &plan, None, opts);
     let dir = (!opts.no_cache).then(|| opts.cache_dir.clone().unwrap_or_else(cache::default_dir));
     let cached = dir
         .as_ref()
@@ -658,11 +708,21 @@ fn auth_matches(auth: &BTreeMap<String, AuthConfig>, image: &ImageRef) -> bool {
 }
 
 /// The request and configuration facts that decide the credential.
-fn cache_key(image: &ImageRef, target: &Target, azure: &AzureSettings) -> CacheKey {
+fn cache_key(
+    image: &ImageRef,
+    target: &Target,
+    workload: Option<&Workload>,
+    azure: &AzureSettings,
+) -> CacheKey {
     let mut parts: Vec<(&str, String)> = vec![
         ("source", target.source().to_string()),
         ("registry", image.registry.clone()),
     ];
+    // Whose token and which identity: one service account's credential is
+    // never another's entry.
+    if let Some(w) = workload {
+        parts.extend(w.cache_parts());
+    }
     if let Target::EcrPrivate(r) = target {
         parts.push(("region", r.region.clone()));
         parts.push(("fips", r.fips.to_string()));

@@ -7,6 +7,12 @@
 //! `endpoint_url`), TLS from rustls with ring. Throttling and 5xx are retried by
 //! the SDK's standard mode (exponential backoff with jitter); every attempt and
 //! the whole operation are bounded by the run's deadline.
+//!
+//! For a pod's service account (KEP-4412, see [`crate::workload`]) the
+//! service-account token is first exchanged with `sts:AssumeRoleWithWebIdentity`
+//! (an unsigned call, in the registry's region) and the ECR call is signed with
+//! the session's credentials, held in memory only. The ECR token is then not
+//! used past that session's expiry.
 
 use std::time::Duration;
 
@@ -24,15 +30,50 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_types::service_config::ServiceConfigKey;
 
+use aws_sdk_ecr::config::Credentials;
+
 use super::{Fetched, SourceError, error_chain};
 use crate::deadline::Deadline;
 use crate::registry::{EcrRegistry, Target};
 use crate::secret::Secret;
+use crate::workload::{Identity, Workload};
 
 /// ECR Public's API lives in us-east-1 only.
 const ECR_PUBLIC_REGION: &str = "us-east-1";
 
-pub fn fetch(target: &Target, deadline: &Deadline) -> Result<Fetched, SourceError> {
+/// Fetches an ECR token, with the node's credentials or, for a pod's
+/// service account, with a role assumed by `AssumeRoleWithWebIdentity`.
+pub fn fetch(
+    target: &Target,
+    workload: Option<&Workload>,
+    deadline: &Deadline,
+) -> Result<Fetched, SourceError> {
+    let web = match workload.map(|w| (w, &w.identity)) {
+        Some((
+            w,
+            Identity::Aws {
+                role_arn,
+                session_name,
+                ..
+            },
+        )) => Some(WebIdentity {
+            account: w.account.to_string(),
+            subject: format!(
+                "system:serviceaccount:{}:{}",
+                w.account.namespace, w.account.name
+            ),
+            role_arn,
+            session_name,
+            token: &w.token,
+        }),
+        Some((w, _)) => {
+            return Err(SourceError {
+                step: "ECR".into(),
+                detail: format!("{} names no AWS role", w.account),
+            });
+        }
+        None => None,
+    };
     let step = match target {
         Target::EcrPrivate(r) => private_step(r),
         Target::EcrPublic => {
@@ -45,7 +86,100 @@ pub fn fetch(target: &Target, deadline: &Deadline) -> Result<Fetched, SourceErro
             });
         }
     };
-    block_on(step, deadline, fetch_async(target, deadline))
+    let region = match target {
+        Target::EcrPrivate(r) => r.region.as_str(),
+        _ => ECR_PUBLIC_REGION,
+    };
+    let creds = match &web {
+        Some(w) => {
+            let sts_step = format!(
+                "sts AssumeRoleWithWebIdentity for {} (role {}, session {}, region {region})",
+                w.account, w.role_arn, w.session_name
+            );
+            let fips = matches!(target, Target::EcrPrivate(r) if r.fips);
+            Some(block_on(
+                sts_step,
+                deadline,
+                assume_role(w, region, fips, deadline),
+            )?)
+        }
+        None => None,
+    };
+    let mut fetched = block_on(
+        step,
+        deadline,
+        fetch_async(target, creds.as_ref(), deadline),
+    )?;
+    // The ECR token is not used past the session that signed for it.
+    if let Some(exp) = creds.as_ref().and_then(|c| c.expiry()) {
+        let secs = exp
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        fetched.expires_at = fetched.expires_at.min(secs);
+    }
+    Ok(fetched)
+}
+
+/// A pod's request to assume a role with its service-account token.
+struct WebIdentity<'a> {
+    account: String,
+    /// The token's `sub`, as trust policies name it.
+    subject: String,
+    role_arn: &'a str,
+    session_name: &'a str,
+    token: &'a Secret,
+}
+
+/// `sts:AssumeRoleWithWebIdentity`: an unsigned call; the token is the proof.
+/// The answer is kept in memory only.
+async fn assume_role(
+    w: &WebIdentity<'_>,
+    region: &str,
+    fips: bool,
+    deadline: &Deadline,
+) -> Result<Credentials, String> {
+    let conf = sdk_config(Some(region), deadline).await;
+    let mut b = aws_sdk_sts::config::Builder::from(&conf);
+    if fips && !has_custom_endpoint(&conf, "STS") {
+        b = b.use_fips(true);
+    }
+    let client = aws_sdk_sts::Client::from_conf(b.interceptor(BoundedBody).build());
+    tracing::debug!(role = w.role_arn, session = w.session_name, %region, "calling sts:AssumeRoleWithWebIdentity");
+    let out = client
+        .assume_role_with_web_identity()
+        .role_arn(w.role_arn)
+        .role_session_name(w.session_name)
+        .web_identity_token(w.token.expose())
+        .send()
+        .await
+        .map_err(|e| {
+            let mut d = describe(&e);
+            let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+            if code == "AccessDenied" {
+                d.push_str(&format!(
+                    "; the role's trust policy must allow sts:AssumeRoleWithWebIdentity from the cluster's OIDC provider for sub {} and the token's audience",
+                    w.subject
+                ));
+            } else if code == "InvalidIdentityToken" {
+                d.push_str("; is the cluster's OIDC issuer registered as an IAM identity provider, and the kubelet's tokenAttributes audience one it accepts (sts.amazonaws.com)?");
+            }
+            d
+        })?;
+    let c = out
+        .credentials()
+        .ok_or("STS answered with no Credentials")?;
+    let expiry = std::time::SystemTime::try_from(*c.expiration())
+        .map_err(|_| "STS answered with an unreadable Expiration".to_string())?;
+    if c.access_key_id().is_empty() || c.secret_access_key().is_empty() {
+        return Err("STS answered with empty credentials".into());
+    }
+    Ok(Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        Some(expiry),
+        "pullcred-web-identity",
+    ))
 }
 
 /// Reads a registry credential from AWS Secrets Manager, in the JSON shape
@@ -144,11 +278,18 @@ fn private_step(r: &EcrRegistry) -> String {
     format!("ecr GetAuthorizationToken (region {}{flags})", r.region)
 }
 
-async fn fetch_async(target: &Target, deadline: &Deadline) -> Result<Fetched, String> {
+async fn fetch_async(
+    target: &Target,
+    creds: Option<&Credentials>,
+    deadline: &Deadline,
+) -> Result<Fetched, String> {
     match target {
         Target::EcrPrivate(reg) => {
             let conf = sdk_config(Some(&reg.region), deadline).await;
             let mut b = aws_sdk_ecr::config::Builder::from(&conf);
+            if let Some(c) = creds {
+                b = b.credentials_provider(c.clone());
+            }
             if has_custom_endpoint(&conf, "ECR") {
                 // The SDK rejects FIPS/dual-stack together with a custom
                 // endpoint; an operator's endpoint wins.
@@ -176,11 +317,11 @@ async fn fetch_async(target: &Target, deadline: &Deadline) -> Result<Fetched, St
         }
         Target::EcrPublic => {
             let conf = sdk_config(Some(ECR_PUBLIC_REGION), deadline).await;
-            let client = aws_sdk_ecrpublic::Client::from_conf(
-                aws_sdk_ecrpublic::config::Builder::from(&conf)
-                    .interceptor(BoundedBody)
-                    .build(),
-            );
+            let mut b = aws_sdk_ecrpublic::config::Builder::from(&conf);
+            if let Some(c) = creds {
+                b = b.credentials_provider(c.clone());
+            }
+            let client = aws_sdk_ecrpublic::Client::from_conf(b.interceptor(BoundedBody).build());
             tracing::debug!("calling ecr-public:GetAuthorizationToken");
             let out = client
                 .get_authorization_token()

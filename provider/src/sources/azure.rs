@@ -3,7 +3,9 @@
 //! does, with the refresh token's own `exp` deciding how long it is cached.
 //!
 //! 1. Identity ([`config`]): workload identity, a service principal (secret or
-//!    PEM certificate), AKS's azure.json, or the VM's managed identity.
+//!    PEM certificate), AKS's azure.json, or the VM's managed identity; or,
+//!    for a pod (KEP-4412, [`fetch_for_workload`]), its service-account token
+//!    as the client assertion for the client its annotations name.
 //! 2. An Entra access token for `https://containerregistry.azure.net/.default`:
 //!    from IMDS (`GET /metadata/identity/oauth2/token`, `Metadata: true`) or
 //!    the v2 token endpoint `{authority}/{tenant}/oauth2/v2.0/token`.
@@ -36,7 +38,8 @@ use crate::deadline::Deadline;
 use crate::http::{self, Client, HttpError, HttpErrorKind, Response};
 use crate::registry::{AcrRegistry, parse_acr_host};
 use crate::secret::Secret;
-use config::{AzureJson, Credential, Identity, UserAssigned};
+use crate::workload::{AZURE_TENANT_ANNOTATION, Identity, Workload};
+use config::{AzureJson, Credential, UserAssigned};
 
 /// The resource (IMDS) and scope (Entra v2) of ACR's data plane.
 pub const ACR_RESOURCE: &str = "https://containerregistry.azure.net";
@@ -98,10 +101,62 @@ pub fn fetch(
     deadline: &Deadline,
 ) -> Result<Fetched, SourceError> {
     let identity = identity(settings)?;
+    fetch_as(reg, &identity, deadline)
+}
+
+/// A pod's own identity: its service-account token is the client assertion
+/// for the client named by `kubernetes.azure.com/acr-client-id`, in the tenant
+/// of `kubernetes.azure.com/acr-tenant-id` or else the node's.
+pub fn fetch_for_workload(
+    reg: &AcrRegistry,
+    settings: &AzureSettings,
+    w: &Workload,
+    deadline: &Deadline,
+) -> Result<Fetched, SourceError> {
+    let Identity::Azure { client_id, tenant } = &w.identity else {
+        return Err(SourceError {
+            step: "ACR".into(),
+            detail: format!("{} names no Azure client", w.account),
+        });
+    };
+    let step = || format!("choosing the Azure identity of {}", w.account);
+    let json = read_config(settings)?;
+    let env = |k: &str| std::env::var(k).ok();
+    let (authority, node_tenant) =
+        config::authority_and_tenant(&env, json.as_ref().map(|(p, j)| (p.as_path(), j))).map_err(
+            |detail| SourceError {
+                step: step(),
+                detail,
+            },
+        )?;
+    let tenant = tenant.clone().or(node_tenant).ok_or_else(|| SourceError {
+        step: step(),
+        detail: format!(
+            "no tenant: annotate the service account with {AZURE_TENANT_ANNOTATION}, or configure the node's (AZURE_TENANT_ID, azure.json tenantId)"
+        ),
+    })?;
+    let identity = config::Identity {
+        credential: Credential::ServiceAccount {
+            tenant: tenant.clone(),
+            client_id: client_id.clone(),
+            token: w.token.clone(),
+        },
+        authority,
+        tenant: Some(tenant),
+        origin: format!("the annotations of {}", w.account),
+    };
+    fetch_as(reg, &identity, deadline)
+}
+
+fn fetch_as(
+    reg: &AcrRegistry,
+    identity: &config::Identity,
+    deadline: &Deadline,
+) -> Result<Fetched, SourceError> {
     tracing::debug!(identity = %identity.describe(), acr = %reg.login_server, "ACR: getting an Entra token");
     let endpoints = Endpoints::from_env()?;
     let client = Client::new(deadline);
-    let access = entra_token(&client, deadline, &identity)?;
+    let access = entra_token(&client, deadline, identity)?;
     let tenant = identity
         .tenant
         .clone()
@@ -148,8 +203,20 @@ fn config_path(settings: &AzureSettings) -> Option<PathBuf> {
     }
 }
 
-fn identity(settings: &AzureSettings) -> Result<Identity, SourceError> {
-    let json = match config_path(settings) {
+fn identity(settings: &AzureSettings) -> Result<config::Identity, SourceError> {
+    let json = read_config(settings)?;
+    let env = |k: &str| std::env::var(k).ok();
+    config::resolve(&env, json.as_ref().map(|(p, j)| (p.as_path(), j))).map_err(|detail| {
+        SourceError {
+            step: "choosing the Azure identity".into(),
+            detail,
+        }
+    })
+}
+
+/// azure.json, when one applies: its path and content.
+fn read_config(settings: &AzureSettings) -> Result<Option<(PathBuf, AzureJson)>, SourceError> {
+    Ok(match config_path(settings) {
         Some(path) => {
             let step = || format!("reading the Azure config {}", path.display());
             let bytes = read_private(&path).map_err(|detail| SourceError {
@@ -163,13 +230,6 @@ fn identity(settings: &AzureSettings) -> Result<Identity, SourceError> {
             Some((path, parsed))
         }
         None => None,
-    };
-    let env = |k: &str| std::env::var(k).ok();
-    config::resolve(&env, json.as_ref().map(|(p, j)| (p.as_path(), j))).map_err(|detail| {
-        SourceError {
-            step: "choosing the Azure identity".into(),
-            detail,
-        }
     })
 }
 
@@ -209,7 +269,7 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
 fn entra_token(
     client: &Client,
     deadline: &Deadline,
-    identity: &Identity,
+    identity: &config::Identity,
 ) -> Result<Secret, SourceError> {
     let (tenant, client_id) = match &identity.credential {
         Credential::ManagedIdentity(id) => return imds_token(client, deadline, id.as_ref()),
@@ -220,6 +280,9 @@ fn entra_token(
             tenant, client_id, ..
         }
         | Credential::Certificate {
+            tenant, client_id, ..
+        }
+        | Credential::ServiceAccount {
             tenant, client_id, ..
         } => (tenant, client_id),
     };
@@ -270,6 +333,10 @@ fn entra_token(
             );
             form.push(("client_assertion_type", JWT_BEARER));
             form.push(("client_assertion", assertion.expose()));
+        }
+        Credential::ServiceAccount { token, .. } => {
+            form.push(("client_assertion_type", JWT_BEARER));
+            form.push(("client_assertion", token.expose()));
         }
         Credential::ManagedIdentity(_) => unreachable!("handled above"),
     }

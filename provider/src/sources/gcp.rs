@@ -19,6 +19,9 @@
 //! The answer's real expiry (`expires_in`, or `expireTime` for impersonation)
 //! becomes [`Fetched::expires_at`]; the cache and `cacheDuration` follow from it.
 //!
+//! For a pod's own identity (KEP-4412) see [`fetch_for_workload`]: the pod's
+//! service-account token is the STS subject token.
+//!
 //! Every call is plain HTTP(S) through [`crate::http`]: no async runtime. No
 //! error or log line holds a token, a key, an assertion or a response body;
 //! upstream errors are reduced to their OAuth `error` / `error_description`.
@@ -38,6 +41,7 @@ use super::{Fetched, SourceError};
 use crate::deadline::Deadline;
 use crate::http::{self, Client, HttpError, HttpErrorKind, Response};
 use crate::secret::Secret;
+use crate::workload::{Audience, Identity, Workload};
 
 /// Google's documented user name for access tokens on registries.
 pub const USERNAME: &str = "oauth2accesstoken";
@@ -77,6 +81,105 @@ pub fn fetch(deadline: &Deadline) -> Result<Fetched, SourceError> {
         password,
         expires_at,
     })
+}
+
+/// Where Google STS is (default `https://sts.googleapis.com/v1/token`).
+pub const STS_URL_ENV: &str = "PULLCRED_GOOGLE_STS_URL";
+/// Where IAM Credentials is (default `https://iamcredentials.googleapis.com`).
+pub const IAM_CREDENTIALS_URL_ENV: &str = "PULLCRED_GOOGLE_IAM_CREDENTIALS_URL";
+const DEFAULT_IAM_CREDENTIALS: &str = "https://iamcredentials.googleapis.com";
+/// RFC 8693's type for a JWT subject token (a Kubernetes service-account token).
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// A pod's own Google identity (KEP-4412): its service-account token is
+/// exchanged at Google STS for a federated access token of the workload
+/// identity pool's audience, then, when a Google service account is named,
+/// for that account's token (`generateAccessToken`). On GKE the audience is
+/// the cluster's workload pool, read from the metadata server.
+pub fn fetch_for_workload(w: &Workload, deadline: &Deadline) -> Result<Fetched, SourceError> {
+    let Identity::Google {
+        audience,
+        impersonate,
+    } = &w.identity
+    else {
+        return Err(SourceError {
+            step: "Google".into(),
+            detail: format!("{} names no Google identity", w.account),
+        });
+    };
+    let audience = match audience {
+        Audience::Given(a) => a.clone(),
+        Audience::GkeMetadata => gke_audience(deadline)?,
+    };
+    let env_url = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let sts = env_url(STS_URL_ENV).unwrap_or_else(|| external::DEFAULT_STS_URL.to_string());
+    let iam = env_url(IAM_CREDENTIALS_URL_ENV).unwrap_or_else(|| DEFAULT_IAM_CREDENTIALS.into());
+    let impersonation = impersonate.as_ref().map(|sa| {
+        format!(
+            "{}/v1/projects/-/serviceAccounts/{sa}:generateAccessToken",
+            iam.trim_end_matches('/')
+        )
+    });
+    tracing::debug!(account = %w.account, %audience, "exchanging a service-account token at Google STS");
+    let account =
+        external::ExternalAccount::for_subject(audience, JWT_TOKEN_TYPE, sts, impersonation);
+    let (password, expires_at) =
+        account
+            .exchange(&w.token, &scopes(), deadline)
+            .map_err(|mut e| {
+                e.step = format!("{} for {}", e.step, w.account);
+                e
+            })?;
+    if password.is_empty() {
+        return Err(SourceError {
+            step: format!("google access token for {}", w.account),
+            detail: "upstream answered with an empty access token".into(),
+        });
+    }
+    Ok(Fetched {
+        username: USERNAME.to_string(),
+        password,
+        expires_at,
+    })
+}
+
+/// GKE's workload pool audience, from the metadata server:
+/// `identitynamespace:<project>.svc.id.goog:https://container.googleapis.com/v1/projects/<project>/locations/<location>/clusters/<cluster>`.
+fn gke_audience(deadline: &Deadline) -> Result<String, SourceError> {
+    let project = metadata_value("project/project-id", deadline)?;
+    let location = metadata_value("instance/attributes/cluster-location", deadline)?;
+    let cluster = metadata_value("instance/attributes/cluster-name", deadline)?;
+    Ok(format!(
+        "identitynamespace:{project}.svc.id.goog:https://container.googleapis.com/v1/projects/{project}/locations/{location}/clusters/{cluster}"
+    ))
+}
+
+/// One plain-text metadata value (`/computeMetadata/v1/<path>`).
+fn metadata_value(path: &str, deadline: &Deadline) -> Result<String, SourceError> {
+    let url = format!("{}/computeMetadata/v1/{path}", metadata_base());
+    let step = format!("google metadata server {path} ({url}), for the GKE workload pool audience");
+    let fail = |detail: String| SourceError {
+        step: step.clone(),
+        detail: format!(
+            "{detail}; not on GKE? set --google-audience or the {} annotation",
+            crate::workload::GOOGLE_AUDIENCE_ANNOTATION
+        ),
+    };
+    let resp = retry_with_timeouts(deadline, METADATA_ATTEMPTS, |d| {
+        Client::new(d).get(&url, &[("Metadata-Flavor", "Google")])
+    })
+    .map_err(|e| fail(describe_http(&e, deadline)))?;
+    if !resp.is_success() {
+        return Err(fail(format!("HTTP {}", resp.status)));
+    }
+    if resp.header("metadata-flavor") != Some("Google") {
+        return Err(fail("the answer lacks `Metadata-Flavor: Google`".into()));
+    }
+    let v = String::from_utf8_lossy(&resp.body).trim().to_string();
+    if v.is_empty() || v.len() > 256 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(fail("an empty or malformed value".into()));
+    }
+    Ok(v)
 }
 
 /// The facts that decide which Google identity answers, for the cache key:
@@ -123,11 +226,15 @@ fn scopes() -> Vec<String> {
 // ---------------------------------------------------------------- metadata
 
 pub fn metadata_url() -> String {
+    format!("{}{METADATA_TOKEN_PATH}", metadata_base())
+}
+
+fn metadata_base() -> String {
     let host = std::env::var(METADATA_HOST_ENV)
         .ok()
         .filter(|h| !h.trim().is_empty())
         .unwrap_or_else(|| METADATA_DEFAULT_HOST.to_string());
-    format!("http://{}{METADATA_TOKEN_PATH}", host.trim())
+    format!("http://{}", host.trim())
 }
 
 fn metadata_token(deadline: &Deadline) -> Result<(Secret, i64), SourceError> {

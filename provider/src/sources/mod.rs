@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use crate::deadline::Deadline;
 use crate::registry::{AcrMirror, Target};
 use crate::secret::Secret;
+use crate::workload::Workload;
 
 /// Azure settings from flags and environment (the rest of Azure's identity
 /// comes from the standard `AZURE_*` variables; see `sources::azure`).
@@ -72,35 +73,43 @@ pub const AWS_IDENTITY_ENV: [&str; 13] = [
     "AWS_ENDPOINT_URL_ECR_PUBLIC",
 ];
 
-/// Fetches a credential for `target` within `deadline`.
+/// Fetches a credential for `target` within `deadline`: with the pod's own
+/// identity when `workload` is given, else with the node's.
 pub fn fetch(
     target: &Target,
     azure: &AzureSettings,
+    workload: Option<&Workload>,
     deadline: &Deadline,
 ) -> Result<Fetched, SourceError> {
     match target {
         #[cfg(feature = "azure")]
-        Target::Acr(reg) => azure::fetch(reg, azure, deadline),
+        Target::Acr(reg) => match workload {
+            Some(w) => azure::fetch_for_workload(reg, azure, w, deadline),
+            None => azure::fetch(reg, azure, deadline),
+        },
         #[cfg(not(feature = "azure"))]
         Target::Acr(_) => {
-            let _ = (azure, deadline);
+            let _ = (azure, deadline, workload);
             Err(SourceError {
                 step: "ACR".into(),
                 detail: "this pullcred was built without the `azure` feature".into(),
             })
         }
         #[cfg(feature = "aws")]
-        Target::EcrPrivate(_) | Target::EcrPublic => aws::fetch(target, deadline),
+        Target::EcrPrivate(_) | Target::EcrPublic => aws::fetch(target, workload, deadline),
         #[cfg(not(feature = "aws"))]
         Target::EcrPrivate(_) | Target::EcrPublic => {
-            let _ = deadline;
+            let _ = (deadline, workload);
             Err(SourceError {
                 step: "ECR".into(),
                 detail: "this pullcred was built without the `aws` feature".into(),
             })
         }
         #[cfg(feature = "gcp")]
-        Target::Google(_) => gcp::fetch(deadline),
+        Target::Google(_) => match workload {
+            Some(w) => gcp::fetch_for_workload(w, deadline),
+            None => gcp::fetch(deadline),
+        },
         #[cfg(not(feature = "gcp"))]
         Target::Google(_) => Err(SourceError {
             step: "Google".into(),

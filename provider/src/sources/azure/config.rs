@@ -96,6 +96,12 @@ pub enum Credential {
         client_id: String,
         pem_file: PathBuf,
     },
+    /// A pod's service-account token as the client assertion (KEP-4412).
+    ServiceAccount {
+        tenant: String,
+        client_id: String,
+        token: Secret,
+    },
 }
 
 /// The identity to use and where it came from.
@@ -130,6 +136,9 @@ impl Identity {
             Credential::Certificate { client_id, .. } => {
                 format!("service principal {client_id} (certificate)")
             }
+            Credential::ServiceAccount { client_id, .. } => {
+                format!("workload identity (client ID {client_id})")
+            }
         };
         format!("{what}, from {}", self.origin)
     }
@@ -148,6 +157,35 @@ pub fn authority_of_cloud(cloud: &str) -> Result<&'static str, String> {
     }
 }
 
+/// The Entra authority and the node's tenant, when configured: from
+/// `AZURE_AUTHORITY_HOST` / `AZURE_TENANT_ID`, else azure.json's `cloud` and
+/// `tenantId`. Needs no node identity (a pod's identity uses only these).
+pub fn authority_and_tenant(
+    env: &dyn Fn(&str) -> Option<String>,
+    json: Option<(&Path, &AzureJson)>,
+) -> Result<(String, Option<String>), String> {
+    let var = |k: &str| {
+        env(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let cfg = json.map(|(_, c)| c);
+    let authority = match var("AZURE_AUTHORITY_HOST") {
+        Some(a) => a.trim_end_matches('/').to_string(),
+        None => match json {
+            Some((path, c)) => authority_of_cloud(&c.cloud)
+                .map_err(|e| format!("azure.json {}: {e}", path.display()))?
+                .to_string(),
+            None => PUBLIC_AUTHORITY.to_string(),
+        },
+    };
+    let tenant = var("AZURE_TENANT_ID").or_else(|| {
+        cfg.map(|c| c.tenant_id.trim().to_string())
+            .filter(|t| !t.is_empty())
+    });
+    Ok((authority, tenant))
+}
+
 /// Resolves the identity. `json` is azure.json's path and content when present.
 pub fn resolve(
     env: &dyn Fn(&str) -> Option<String>,
@@ -161,17 +199,7 @@ pub fn resolve(
     let nonempty = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
     let from_json = json.map(|(p, _)| format!("azure.json {}", p.display()));
     let cfg = json.map(|(_, c)| c);
-
-    let authority = match var("AZURE_AUTHORITY_HOST") {
-        Some(a) => a.trim_end_matches('/').to_string(),
-        None => match cfg {
-            Some(c) => authority_of_cloud(&c.cloud)
-                .map_err(|e| format!("{}: {e}", from_json.as_deref().unwrap_or("")))?
-                .to_string(),
-            None => PUBLIC_AUTHORITY.to_string(),
-        },
-    };
-    let tenant = var("AZURE_TENANT_ID").or_else(|| cfg.and_then(|c| nonempty(&c.tenant_id)));
+    let (authority, tenant) = authority_and_tenant(env, json)?;
     let client_id = var("AZURE_CLIENT_ID").or_else(|| cfg.and_then(|c| nonempty(&c.aad_client_id)));
     let done = |credential, origin: String| {
         Ok(Identity {

@@ -46,7 +46,7 @@ pub struct ImpersonationOptions {
     pub token_lifetime_seconds: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct CredentialSource {
     #[serde(default)]
     pub file: Option<String>,
@@ -177,6 +177,35 @@ impl ExternalAccount {
         deadline: &Deadline,
     ) -> Result<(Secret, i64), SourceError> {
         let subject = self.subject_token(deadline)?;
+        self.exchange(&subject, scopes, deadline)
+    }
+
+    /// An account for a subject token the caller already holds (a pod's
+    /// service-account token): no credential source.
+    pub fn for_subject(
+        audience: String,
+        subject_token_type: &str,
+        token_url: String,
+        service_account_impersonation_url: Option<String>,
+    ) -> ExternalAccount {
+        ExternalAccount {
+            audience,
+            subject_token_type: subject_token_type.to_string(),
+            token_url: Some(token_url),
+            service_account_impersonation_url,
+            service_account_impersonation: None,
+            workforce_pool_user_project: None,
+            credential_source: CredentialSource::default(),
+        }
+    }
+
+    /// Trades `subject` at STS (RFC 8693), then impersonates if configured.
+    pub fn exchange(
+        &self,
+        subject: &Secret,
+        scopes: &[String],
+        deadline: &Deadline,
+    ) -> Result<(Secret, i64), SourceError> {
         let sts_step = format!("google STS token exchange ({})", self.sts_url());
         // With impersonation the federated token only has to call IAM.
         let sts_scopes = if self.service_account_impersonation_url.is_some() {

@@ -435,6 +435,19 @@ pub fn examples() -> Vec<(&'static str, GenerateOptions)> {
         audience: "sts.amazonaws.com".into(),
         ..TokenOptions::default()
     });
+    // GKE: the Kubernetes service-account token's audience is the cluster's
+    // workload pool, PROJECT.svc.id.goog.
+    let mut gcp_sa = GenerateOptions::new(vec![Cloud::Gcp]);
+    gcp_sa.token = Some(TokenOptions {
+        audience: "my-project.svc.id.goog".into(),
+        ..TokenOptions::default()
+    });
+    // Entra workload identity federation's fixed audience.
+    let mut azure_sa = GenerateOptions::new(vec![Cloud::Azure]);
+    azure_sa.token = Some(TokenOptions {
+        audience: "api://AzureADTokenExchange".into(),
+        ..TokenOptions::default()
+    });
     let mut all = GenerateOptions::new(vec![Cloud::Aws, Cloud::Gcp, Cloud::Azure]);
     all.name = DEFAULT_NAME.into();
     vec![
@@ -443,6 +456,8 @@ pub fn examples() -> Vec<(&'static str, GenerateOptions)> {
         ("azure.yaml", azure),
         ("generic.yaml", generic),
         ("aws-service-account.yaml", aws_sa),
+        ("gcp-service-account.yaml", gcp_sa),
+        ("azure-service-account.yaml", azure_sa),
         ("all-clouds.yaml", all),
     ]
 }
@@ -499,7 +514,11 @@ mod tests {
         assert_eq!(t.require_service_account, Some(true));
         assert_eq!(
             t.optional_service_account_annotation_keys,
-            vec!["iam.gke.io/enable-wi-image-pull"]
+            vec![
+                "iam.gke.io/enable-wi-image-pull",
+                "iam.gke.io/gcp-service-account",
+                "pullcred.dev/google-audience"
+            ]
         );
         let mut o = GenerateOptions::new(vec![Cloud::Aws]);
         o.token = Some(TokenOptions {

@@ -153,7 +153,11 @@ pub static GCP: Source = Source {
     domains: &["gcr.io", "pkg.dev", "container.cloud.google.com"],
     token_life_secs: Some(3600),
     default_cache_duration: "45m",
-    annotation_keys: &["iam.gke.io/enable-wi-image-pull"],
+    annotation_keys: &[
+        "iam.gke.io/enable-wi-image-pull",
+        "iam.gke.io/gcp-service-account",
+        "pullcred.dev/google-audience",
+    ],
 };
 
 pub static AZURE: Source = Source {

@@ -17,6 +17,11 @@ Control (tests only): POST /_standin/config {mode, expires_in, delay, fail_first
   with HTTP 429) | denied | garbage | truncated | huge (64 MiB announced) |
   empty | hang
                       GET  /_standin/calls
+
+Each call records the SigV4 signer: `access_key_id` (from the Authorization
+header's `Credential=<AKID>/<date>/<region>/<service>/aws4_request`) and
+`session_token` (the X-Amz-Security-Token header, None when absent), so a
+test can tell temporary credentials (an assumed role) from the node's keys.
 """
 
 import base64
@@ -30,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 PRIVATE_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
 PUBLIC_TARGET = "SpencerFrontendService.GetAuthorizationToken"
 SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
+ACCESS_KEY_ID = re.compile(r"Credential=([^/,\s]+)/")
 
 
 class EcrStandin:
@@ -102,6 +108,7 @@ class EcrStandin:
         target = h.headers.get("X-Amz-Target", "")
         auth = h.headers.get("Authorization", "")
         m = SCOPE.search(auth)
+        akid = ACCESS_KEY_ID.search(auth)
         with self.lock:
             cfg = dict(self.config)
             n = len(self.calls)
@@ -111,6 +118,8 @@ class EcrStandin:
                     "region": m.group(1) if m else None,
                     "service": m.group(2) if m else None,
                     "host": h.headers.get("Host"),
+                    "access_key_id": akid.group(1) if akid else None,
+                    "session_token": h.headers.get("X-Amz-Security-Token"),
                     "time": time.time(),
                 }
             )

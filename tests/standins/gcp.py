@@ -10,6 +10,11 @@ Metadata server (https://cloud.google.com/compute/docs/metadata/querying-metadat
       `Metadata-Flavor: Google` is required: without it, 403. Every answer
       carries `Metadata-Flavor: Google`.
       200 {"access_token", "expires_in", "token_type": "Bearer"}
+  GET /computeMetadata/v1/project/project-id
+  GET /computeMetadata/v1/instance/attributes/cluster-location
+  GET /computeMetadata/v1/instance/attributes/cluster-name
+      plain text (what a GKE node's metadata server answers); 404 when the
+      test configured no value (not a GKE node).
 
 OAuth 2.0 token endpoint, JWT bearer grant (RFC 7523; Google's
 "Using OAuth 2.0 for server to server applications")
@@ -23,11 +28,26 @@ Security Token Service (RFC 8693 token exchange; sts.googleapis.com/v1/token)
       audience, scope, requested_token_type, subject_token_type, subject_token.
       For aws4_request subject tokens the SigV4 signature of the serialized
       GetCallerIdentity request is recomputed with the test AWS secret key.
+      Kubernetes service-account tokens (subject_token_type ...:jwt, when the
+      test configured `k8s_trusted`, a workload identity pool whose provider
+      is the cluster's issuer): the form's audience must be the pool
+      provider's (`audience`; else 400 invalid_target), the token must verify
+      with tests/satoken.py's key and carry `k8s_token_audience` in its aud
+      (else 400 invalid_grant), and its sub must be in `k8s_trusted` (the
+      provider's attribute condition; else 400 unauthorized_client "The given
+      credential is rejected by the attribute condition.", as Google answers).
+      The federated token's expires_in is `expires_in`, not cut at the
+      subject token's exp: capping the cache is pullcred's job.
 
 IAM Credentials generateAccessToken
   POST /v1/projects/-/serviceAccounts/<email>:generateAccessToken
       Authorization: Bearer <STS token>; {"scope": [...], "lifetime": "3600s"}
       200 {"accessToken", "expireTime": RFC 3339}
+      The bearer must be a federated token this STS minted (else 401). With
+      `impersonators` = {email: {subject, ..}} configured, a token federated
+      from a service-account token may impersonate only the emails whose set
+      names its subject (roles/iam.workloadIdentityUser); else 403
+      PERMISSION_DENIED, as IAM answers.
 
 A subject-token URL (GET /subject, header `X-Test-Auth` required) and the
 EC2 instance metadata service (IMDSv2: PUT /latest/api/token, then GETs with
@@ -49,7 +69,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 METADATA_TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token"
 METADATA_EMAIL = "/computeMetadata/v1/instance/service-accounts/default/email"
+METADATA_ATTRIBUTES = {
+    "/computeMetadata/v1/project/project-id": "project_id",
+    "/computeMetadata/v1/instance/attributes/cluster-location": "cluster_location",
+    "/computeMetadata/v1/instance/attributes/cluster-name": "cluster_name",
+}
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 AWS_TOKEN_TYPE = "urn:ietf:params:aws:token-type:aws4_request"
@@ -155,10 +181,20 @@ class GoogleStandin:
             "subject_body": "",
             "imds_role": "node-role",
             "imds_creds": None,
+            # GKE node metadata (None: 404)
+            "project_id": None,
+            "cluster_location": None,
+            "cluster_name": None,
+            # Kubernetes service-account tokens at STS (None: that path is off)
+            "k8s_trusted": None,  # set of "system:serviceaccount:ns:name" the provider admits
+            "k8s_token_audience": None,  # the aud the service-account token must carry
+            "impersonators": None,  # {email: set of subjects} allowed to generateAccessToken
+            "iam_expires_in": None,  # lifetime of generateAccessToken answers (None: expires_in)
         }
         self.calls = []
         self.tokens = []
         self.sts_tokens = set()
+        self.federated = {}  # federated token -> service-account subject it came from
         self.on_token = on_token
         standin = self
 
@@ -300,6 +336,11 @@ class GoogleStandin:
             return
         if path == METADATA_EMAIL:
             return h.reply(200, cfg["email"], "text/plain", flavor)
+        if path in METADATA_ATTRIBUTES:
+            value = cfg[METADATA_ATTRIBUTES[path]]
+            if value is None:
+                return h.reply(404, "Not Found", "text/plain", flavor)
+            return h.reply(200, value, "text/plain", flavor)
         if path != METADATA_TOKEN:
             return h.reply(404, "Not Found", "text/plain", flavor)
         body = self.token_body(cfg, mode)
@@ -372,6 +413,8 @@ class GoogleStandin:
             return bad("grant_type must be token-exchange")
         if form.get("requested_token_type") != ACCESS_TOKEN_TYPE:
             return bad("requested_token_type must be access_token")
+        if cfg["k8s_trusted"] is not None and form.get("subject_token_type") == JWT_TOKEN_TYPE:
+            return self.sts_k8s(h, form, cfg, mode, call, bad)
         if form.get("audience") != cfg["audience"]:
             return bad("audience does not match the provider")
         if not form.get("scope"):
@@ -390,18 +433,64 @@ class GoogleStandin:
             self.sts_tokens.add(body["access_token"])
         h.reply(200, body)
 
+    def sts_k8s(self, h, form, cfg, mode, call, bad):
+        """A Kubernetes service-account token exchanged at a workload identity
+        pool whose provider is the cluster's OIDC issuer (GKE's own pool, or
+        a pool set up for any cluster)."""
+        import satoken  # tests/satoken.py: only tests that configure this path need it
+
+        if form.get("subject_token_type") != JWT_TOKEN_TYPE:
+            return bad("subject_token_type must be jwt")
+        if form.get("audience") != cfg["audience"]:
+            call["why"] = "audience"
+            return h.reply(400, {"error": "invalid_target", "error_description":
+                                 'The target service indicated by the "audience" parameters is invalid. This might '
+                                 "either be because the pool or provider is disabled or deleted or because it doesn't exist."})
+        if not form.get("scope"):
+            return bad("scope is required")
+        try:
+            call["subject"] = satoken.unverified_claims(form.get("subject_token", "")).get("sub")
+        except satoken.InvalidToken:
+            call["subject"] = None
+        try:
+            claims = satoken.verify(form.get("subject_token", ""), audience=cfg["k8s_token_audience"])
+        except satoken.InvalidToken as e:
+            call["why"] = str(e)
+            return h.reply(400, {"error": "invalid_grant", "error_description": f"The subject token is invalid: {e}."})
+        if claims.get("sub") not in cfg["k8s_trusted"]:
+            call["why"] = "attribute condition"
+            return h.reply(400, {"error": "unauthorized_client",
+                                 "error_description": "The given credential is rejected by the attribute condition."})
+        call["verified"] = True
+        body = self.token_body(cfg, mode)
+        body["issued_token_type"] = ACCESS_TOKEN_TYPE
+        with self.lock:
+            self.sts_tokens.add(body["access_token"])
+            self.federated[body["access_token"]] = claims["sub"]
+        h.reply(200, body)
+
     # ------------------------------------------------------------ IAM
     def iam(self, h, method, path, query, raw, cfg, mode, call):
         auth = h.headers.get("Authorization", "")
+        bearer = auth.removeprefix("Bearer ")
         with self.lock:
-            known = auth.removeprefix("Bearer ") in self.sts_tokens
+            known = bearer in self.sts_tokens
+            subject = self.federated.get(bearer)
+        call["email"] = urllib.parse.unquote(path.rsplit("/", 1)[-1].removesuffix(":generateAccessToken"))
+        call["subject"] = subject
         if not known:
             return h.reply(401, {"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}})
+        if subject is not None and cfg["impersonators"] is not None:
+            if subject not in cfg["impersonators"].get(call["email"], set()):
+                call["denied"] = True
+                return h.reply(403, {"error": {"code": 403, "message": "Permission 'iam.serviceAccounts.getAccessToken' "
+                                               "denied on resource (or it may not exist).", "status": "PERMISSION_DENIED"}})
         req = json.loads(raw or b"{}")
         call["body"] = req
         if not isinstance(req.get("scope"), list) or not req["scope"]:
             return h.reply(400, {"error": {"code": 400, "message": "scope is required", "status": "INVALID_ARGUMENT"}})
-        expire = datetime.fromtimestamp(time.time() + cfg["expires_in"], timezone.utc)
+        life = cfg["iam_expires_in"] if cfg["iam_expires_in"] is not None else cfg["expires_in"]
+        expire = datetime.fromtimestamp(time.time() + life, timezone.utc)
         h.reply(200, {"accessToken": self.mint(), "expireTime": expire.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
     # ------------------------------------------------------------ subject token URL

@@ -17,6 +17,15 @@ Wire formats:
         client_id, scope=https://containerregistry.azure.net/.default, and
         client_secret, or client_assertion_type=...jwt-bearer + client_assertion
         (a federated token, or an RS256 JWT with x5t signed by the certificate)
+        A Kubernetes service-account token as the assertion (workload identity
+        federation; Microsoft Entra "Workload identity federation" docs): when
+        the test configured `federated_credentials` = {client_id: [(issuer,
+        subject, audience), ..]} (the app's federated identity credentials),
+        the token is verified with tests/satoken.py's key (the issuer's JWKS)
+        and matched against the client's credentials, case-sensitively, as
+        Entra does: issuer (else AADSTS700211), subject (AADSTS700213),
+        audience, normally "api://AzureADTokenExchange" (AADSTS700212);
+        signature AADSTS50013; lifetime AADSTS700024; all 400 invalid_client.
     200 {"token_type": "Bearer", "expires_in", "access_token"}
     4xx {"error", "error_description": "AADSTS...", "error_codes", "trace_id"}
   ACR (HTTPS):
@@ -207,6 +216,7 @@ class AzureStandin:
             "federated_token": None,  # the assertion Entra accepts
             "client_cert": None,  # the certificate whose assertions Entra accepts
             "tenant": TENANT,
+            "federated_credentials": None,  # {client_id: [(issuer, subject, audience)]}
         }
         standin = self
 
@@ -258,8 +268,10 @@ class AzureStandin:
         h.reply(404, {"error": "not found"})
 
     def record(self, kind, **kw):
+        call = dict(kind=kind, time=time.time(), **kw)
         with self.lock:
-            self.calls.append(dict(kind=kind, time=time.time(), **kw))
+            self.calls.append(call)
+        return call
 
     def access_token(self, cfg, **claims):
         token = fake_jwt({"aud": ACR_RESOURCE, "tid": cfg["tenant"], "exp": int(time.time()) + 3600, **claims})
@@ -298,20 +310,21 @@ class AzureStandin:
             },
         )
 
-    def entra_error(self, h, status, code, desc):
+    def entra_error(self, h, status, code, desc, codes=(7000215,)):
         h.reply(
             status,
             {
                 "error": code,
                 "error_description": f"{desc}\r\nTrace ID: 0000\r\nCorrelation ID: 1111\r\nTimestamp: 2025-01-01 00:00:00Z",
-                "error_codes": [7000215],
+                "error_codes": list(codes),
                 "trace_id": "0000",
             },
         )
 
     def entra(self, h, cfg, tenant, form):
-        self.record("entra", tenant=tenant, form={k: v for k, v in form.items() if k not in ("client_secret", "client_assertion")},
-                    assertion=form.get("client_assertion"), path=h.path)
+        call = self.record("entra", tenant=tenant,
+                           form={k: v for k, v in form.items() if k not in ("client_secret", "client_assertion")},
+                           assertion=form.get("client_assertion"), path=h.path)
         if cfg["entra"] == "error500":
             return h.reply(500, {"error": "temporarily_unavailable", "error_description": "AADSTS90033: try again"})
         if cfg["entra"] == "invalid_client":
@@ -325,6 +338,10 @@ class AzureStandin:
             assertion = form.get("client_assertion", "")
             if cfg["federated_token"] is not None and assertion == cfg["federated_token"]:
                 pass
+            elif cfg["federated_credentials"] is not None and self.is_k8s_assertion(assertion, cfg):
+                refusal = self.check_federated(assertion, form.get("client_id"), cfg, call)
+                if refusal:
+                    return self.entra_error(h, 400, "invalid_client", refusal[1], codes=(refusal[0],))
             elif cfg["client_cert"] is not None:
                 why = self.check_assertion(assertion, cfg["client_cert"], form.get("client_id"), self.url + h.path)
                 if why:
@@ -335,6 +352,47 @@ class AzureStandin:
             return self.entra_error(h, 401, "invalid_client", "AADSTS7000216: client_assertion or client_secret required")
         h.reply(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
                       "access_token": self.access_token(cfg, appid=form.get("client_id"))})
+
+    @staticmethod
+    def is_k8s_assertion(assertion, cfg):
+        """A Kubernetes service-account token, or a JWT from an issuer some
+        federated credential names."""
+        try:
+            body = json.loads(b64url_decode(assertion.split(".")[1]))
+        except (IndexError, ValueError):
+            return False
+        issuers = {c[0] for creds in cfg["federated_credentials"].values() for c in creds}
+        return "kubernetes.io" in body or body.get("iss") in issuers
+
+    @staticmethod
+    def check_federated(assertion, client_id, cfg, call):
+        """Entra's federated identity credential match. Returns None when the
+        assertion is accepted, else (AADSTS code, description)."""
+        import satoken  # tests/satoken.py: only tests that configure this path need it
+
+        claims = satoken.unverified_claims(assertion)
+        iss, sub, aud = claims.get("iss"), claims.get("sub"), claims.get("aud")
+        auds = aud if isinstance(aud, list) else [aud]
+        call["client_id"] = client_id
+        call["subject"] = sub
+        call["issuer"] = iss
+        creds = cfg["federated_credentials"].get(client_id, [])
+        if not any(c[0] == iss for c in creds):
+            return 700211, f"AADSTS700211: No matching federated identity record found for presented assertion issuer '{iss}'."
+        try:
+            satoken.verify(assertion)
+        except satoken.InvalidToken as e:
+            if str(e) == "expired":
+                return 700024, "AADSTS700024: Client assertion is not within its valid time range."
+            return 50013, f"AADSTS50013: Assertion failed signature validation. [Reason - {e}]"
+        if not any(c[0] == iss and c[1] == sub for c in creds):
+            return 700213, (f"AADSTS700213: No matching federated identity record found for presented assertion subject "
+                            f"'{sub}'. Check your federated identity credential Subject, Audience and Issuer against "
+                            "the presented assertion. https://learn.microsoft.com/entra/workload-id/workload-identity-federation")
+        if not any(c[0] == iss and c[1] == sub and c[2] in auds for c in creds):
+            return 700212, f"AADSTS700212: No matching federated identity record found for presented assertion audience '{auds[0]}'."
+        call["federated"] = True
+        return None
 
     @staticmethod
     def check_assertion(assertion, cert, client_id, audience):

@@ -484,6 +484,31 @@ def test_trusted_others_still_get_their_own_exchange(plugin, sts, ecr, aws, othe
     assert len(cache_files(plugin)) >= 2
 
 
+def test_concurrent_pulls_of_two_service_accounts_stay_apart(plugin, sts, ecr, aws):
+    """Single flight is per service account: six pods of A (trusted) and six
+    of B (not trusted) at once, STS slow. A's pods share one exchange; every
+    B pod fails with STS's refusal and none gets A's credential."""
+    # Given a slow STS and a role trusting A only
+    sts.trust(ROLE_X, subject("team-a", "puller"))
+    sts.configure(delay=0.5)
+    ann = {ECR_ROLE: ROLE_X}
+    tokens = {ns: mint(ns, "puller", uid=f"00000000-0000-4000-8000-00000000000{i}") for i, ns in enumerate(("team-a", "team-b"))}
+    # When both pull at once
+    started = time.monotonic()
+    procs = [(ns, plugin.start(sa_request(IMAGE, tokens[ns], ann), env=aws)) for _ in range(6) for ns in tokens]
+    results = [(ns, plugin.finish(p, d, started)) for ns, (p, d) in procs]
+    # Then A: all served, one exchange, one credential
+    a = [r for ns, r in results if ns == "team-a"]
+    assert all(r.code == 0 for r in a), [r.stderr for r in a if r.code]
+    assert len({ok(r, ECR, tokens["team-a"])["password"] for r in a}) == 1
+    assert [c["subject"] for c in sts.calls].count(subject("team-a", "puller")) == 1
+    # and B: every pod refused by STS, none served
+    for ns, r in results:
+        if ns == "team-b":
+            fails(r, "AccessDenied")
+    assert ecr.call_count() == 1
+
+
 def test_the_identity_asked_for_is_part_of_the_key(plugin, sts, ecr, aws):
     # Given A trusted by two roles, with role X's credential cached
     sts.trust(ROLE_X, subject("team-a", "puller"))
@@ -537,6 +562,36 @@ def test_cache_duration_never_outlives_the_token(plugin, sts, ecr, aws, ttl, ecr
     assert cd <= bound + 1, (cd, bound)
     assert cd <= ttl
     assert abs(cd - expected_cache_duration(bound)) <= 90, (cd, expected_cache_duration(bound))
+
+
+def test_a_hit_never_outlives_the_requests_token(plugin, sts, ecr, aws):
+    """Rule 4 holds for hits too: the entry was filled with a 1h token; a
+    later pod's token of the same service account lives 10 minutes. The
+    cached credential may be served, but for no longer than that token."""
+    # Given A's entry, filled with a one-hour token
+    sts.trust(ROLE_X, subject("team-a", "puller"))
+    uid = "5b0c6c1e-3a0f-4b43-8d6e-0000000000a1"
+    ann = {ECR_ROLE: ROLE_X}
+    token = mint("team-a", "puller", uid=uid, ttl=3600)
+    ok(plugin.run(sa_request(IMAGE, token, ann), env=aws), ECR, token)
+    # When another pod of A pulls with a token that lives 10 minutes
+    short = mint("team-a", "puller", uid=uid, ttl=600)
+    res = plugin.run(sa_request(IMAGE, short, ann), env=aws)
+    # Then the answer lives no longer than that token
+    ok(res, ECR, short)
+    assert seconds(res.json["cacheDuration"]) <= 600, res.json["cacheDuration"]
+
+
+def test_expired_token_fails_even_with_an_entry_cached(plugin, sts, ecr, aws):
+    # Given A's entry cached
+    sts.trust(ROLE_X, subject("team-a", "puller"))
+    uid = "5b0c6c1e-3a0f-4b43-8d6e-0000000000a2"
+    token = mint("team-a", "puller", uid=uid)
+    ok(plugin.run(sa_request(IMAGE, token, {ECR_ROLE: ROLE_X}), env=aws), ECR, token)
+    # When A's pod sends an expired token
+    res = plugin.run(sa_request(IMAGE, mint("team-a", "puller", uid=uid, ttl=-30), {ECR_ROLE: ROLE_X}), env=aws)
+    # Then it fails: the entry is no proof of identity
+    assert "expired" in fails(res).lower()
 
 
 def test_token_about_to_expire_is_not_cached(plugin, sts, ecr, aws):

@@ -13,7 +13,7 @@ use crate::cache::{self, Cache, CacheError, CacheKey, Entry, Lock};
 use crate::deadline::Deadline;
 use crate::expiry::{self, Freshness, Schedule};
 use crate::image::ImageRef;
-use crate::protocol::{self, AuthConfig, CacheKeyType, Request, Response};
+use crate::protocol::{self, AuthConfig, CacheKeyType, Response};
 use crate::registry::{self, Target};
 use crate::sources::dockerconfig::{self, StaticPlan};
 use crate::sources::{self, AWS_IDENTITY_ENV, AzureSettings, SourceError};
@@ -138,6 +138,12 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
         _ => None,
     };
     let key = plan_key(&image, &plan, workload, opts);
+    // No answer for a pod outlives the token it came with, even from an entry
+    // another pod of the same service account filled with a longer-lived one.
+    let reply = Reply {
+        api_version: &request.api_version,
+        not_after: workload.map(|w| w.account.expires_at),
+    };
 
     let cache = if opts.no_cache {
         None
@@ -158,7 +164,7 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
     // 1. The cheap path: a fresh entry.
     let mut fallback: Option<Entry> = None;
     if let Some(c) = &cache {
-        match lookup(c, &key, &request, &image) {
+        match lookup(c, &key, &reply, &image) {
             Hit::Fresh(resp) => return Ok(resp),
             Hit::Stale(e) => fallback = Some(e),
             Hit::Miss => {}
@@ -174,7 +180,7 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
             let wait = (deadline.remaining() / 2).min(Duration::from_secs(10));
             match c.lock(&key, wait) {
                 Ok(Lock::Held(f)) => {
-                    match lookup(c, &key, &request, &image) {
+                    match lookup(c, &key, &reply, &image) {
                         Hit::Fresh(resp) => return Ok(resp),
                         Hit::Stale(e) => fallback = Some(e),
                         Hit::Miss => {}
@@ -214,7 +220,7 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
                 image.name()
             ),
         )),
-        Ok(answer) => Ok(answer_fresh(cache.as_ref(), &key, &request, &image, answer)),
+        Ok(answer) => Ok(answer_fresh(cache.as_ref(), &key, &reply, &image, answer)),
         Err(err) => {
             let now = now_unix();
             if let Some(entry) = fallback {
@@ -225,13 +231,7 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
                         s.expires_at - now
                     );
                     let d = expiry::stale_serve_duration(&s, now);
-                    return Ok(Response::new(
-                        &request.api_version,
-                        entry.cache_key_type,
-                        d,
-                        entry.auth,
-                    )
-                    .to_json());
+                    return Ok(reply.answer(entry.cache_key_type, d, entry.auth, now));
                 }
             }
             Err(fail(Some(&reg), &err.step, err.detail))
@@ -245,7 +245,30 @@ enum Hit {
     Miss,
 }
 
-fn lookup(cache: &Cache, key: &CacheKey, request: &Request, image: &ImageRef) -> Hit {
+/// How to answer this request.
+struct Reply<'a> {
+    api_version: &'a str,
+    /// The service-account token's expiry: no `cacheDuration` reaches past it.
+    not_after: Option<i64>,
+}
+
+impl Reply<'_> {
+    fn answer(
+        &self,
+        key_type: CacheKeyType,
+        duration: Duration,
+        auth: BTreeMap<String, AuthConfig>,
+        now: i64,
+    ) -> String {
+        let duration = match self.not_after {
+            Some(t) => duration.min(Duration::from_secs(t.saturating_sub(now).max(0) as u64)),
+            None => duration,
+        };
+        Response::new(self.api_version, key_type, duration, auth).to_json()
+    }
+}
+
+fn lookup(cache: &Cache, key: &CacheKey, reply: &Reply, image: &ImageRef) -> Hit {
     let entry = match cache.read(key) {
         Ok(Some(e)) => e,
         Ok(None) => return Hit::Miss,
@@ -270,15 +293,7 @@ fn lookup(cache: &Cache, key: &CacheKey, request: &Request, image: &ImageRef) ->
     match expiry::freshness(&s, now) {
         Freshness::Fresh { cache_duration } => {
             tracing::debug!(registry = %entry.registry, "cache hit");
-            Hit::Fresh(
-                Response::new(
-                    &request.api_version,
-                    entry.cache_key_type,
-                    cache_duration,
-                    entry.auth,
-                )
-                .to_json(),
-            )
+            Hit::Fresh(reply.answer(entry.cache_key_type, cache_duration, entry.auth, now))
         }
         Freshness::Stale { .. } => Hit::Stale(entry),
         Freshness::Expired => Hit::Miss,
@@ -288,7 +303,7 @@ fn lookup(cache: &Cache, key: &CacheKey, request: &Request, image: &ImageRef) ->
 fn answer_fresh(
     cache: Option<&Cache>,
     key: &CacheKey,
-    request: &Request,
+    reply: &Reply,
     image: &ImageRef,
     a: Answer,
 ) -> String {
@@ -330,7 +345,7 @@ fn answer_fresh(
             Duration::ZERO
         }
     };
-    Response::new(&request.api_version, a.key_type, duration, a.auth).to_json()
+    reply.answer(a.key_type, duration, a.auth, now)
 }
 
 /// Static sources first (an operator's explicit files and secrets win), then

@@ -418,11 +418,12 @@ GOOGLE_IMAGE, GOOGLE_REGISTRY = "us-docker.pkg.dev/proj/repo/app", "us-docker.pk
 AZURE_IMAGE, AZURE_REGISTRY = "myreg.azurecr.io/app", "myreg.azurecr.io"
 
 
-def source_rows(pullcred, env, image, registry, calls, work: Path, name, miss_label, miss_runs, hit_runs):
+def source_rows(pullcred, env, image, registry, calls, work: Path, name, miss_label, miss_runs, hit_runs,
+                req=None):
     """Miss: each exec on a fresh, absent cache dir; each must call upstream.
     Hit: one warming exec, then hit_runs execs on that cache; none may call
     upstream. calls() is the stand-in's call count. Returns two table rows."""
-    req = request_line(image)
+    req = req or request_line(image)
     miss = []
     before = calls()
     for i in range(miss_runs):
@@ -473,6 +474,34 @@ def azure_rows(pullcred, home, work, miss_runs, hit_runs):
                            "azure (IMDS + Entra + ACR stand-ins) cache miss, median exec", miss_runs, hit_runs)
     finally:
         a.close()
+
+
+def service_account_token(ns="team-a", name="builder", uid="0b8e4b52-4e49-4a8e-9a47-3c2f2d0d7b11"):
+    """A Kubernetes-shaped service-account JWT (unsigned: moto's STS checks no
+    signature; the tests use signed ones against a trust-checking stand-in)."""
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    now = int(time.time())
+    claims = {"iss": "https://kubernetes.default.svc", "sub": f"system:serviceaccount:{ns}:{name}",
+              "aud": ["sts.amazonaws.com"], "iat": now, "nbf": now, "exp": now + 3600,
+              "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": name, "uid": uid}}}
+    header = b64(json.dumps({"alg": "RS256"}).encode())
+    return f"{header}.{b64(json.dumps(claims).encode())}.{b64(b'bench-signature')}"
+
+
+def workload_rows(pullcred, home, work, moto, standin, miss_runs, hit_runs):
+    """Per-pod identity (KEP-4412): sts:AssumeRoleWithWebIdentity against
+    moto, then ECR GetAuthorizationToken against the stand-in (moto's ECR
+    tokens expired in 2015, so they are never cached)."""
+    req = (json.dumps({"apiVersion": V1, "kind": "CredentialProviderRequest", "image": IMAGE,
+                       "serviceAccountToken": service_account_token(),
+                       "serviceAccountAnnotations": {"eks.amazonaws.com/ecr-role-arn":
+                                                     "arn:aws:iam::123456789012:role/pull"}}) + "\n").encode()
+    env = dict(base_env(home), AWS_ENDPOINT_URL_STS=moto.url, AWS_ENDPOINT_URL_ECR=standin.url)
+    calls = lambda: moto.api_calls() + standin.call_count()  # noqa: E731
+    return source_rows(pullcred, env, IMAGE, REGISTRY, calls, work, "ECR per-pod identity",
+                       "ECR per-pod identity (moto STS + ECR stand-in) cache miss, median exec",
+                       miss_runs, hit_runs, req=req)
 
 
 def other_source_rows(fn, label, *args):
@@ -698,6 +727,11 @@ def main():
         rss_rows.append(("pullcred peak RSS, cache miss (moto)", f"{mib(rss_miss)} ({rss_miss} KiB, max of {rss_miss_runs})",
                          "(reference)", ""))
         rows.extend(rss_rows)
+
+        # ---- per-pod identity: STS (moto) then ECR (stand-in) --------------
+        log(f"per-pod identity: {src_miss_runs} misses, then 1 warming + {src_hit_runs} hits")
+        rows.extend(other_source_rows(workload_rows, "ECR per-pod identity cache miss and hit",
+                                      pullcred, home, work, moto, standin, src_miss_runs, src_hit_runs))
 
         # ---- Google and Azure, against their stand-ins ---------------------
         log(f"google: {src_miss_runs} misses, then 1 warming + {src_hit_runs} hits")

@@ -32,6 +32,7 @@ The rules checked here, besides a working answer for each cloud:
 6. v1beta1/v1alpha1 requests never carry these fields (ignored).
 """
 
+import json
 import os
 import re
 import stat
@@ -728,6 +729,55 @@ def test_fallback_does_not_rescue_a_refusal(plugin, sts, ecr, aws):
     res = plugin.run(sa_request(IMAGE, token, {ECR_ROLE: ROLE_X}), env=aws, args=("--service-account-fallback=node",))
     fails(res, "AccessDenied")
     assert ecr.call_count() == 0
+
+
+def past_refresh_point(plugin):
+    """Rewrite every entry (atomically, as pullcred does) so that it is past its
+    refresh point but still valid for 10 minutes: the next exec must refresh,
+    and may serve the entry only if upstream is down."""
+    for f in plugin.cache_dir.glob("*.json"):
+        data = json.loads(f.read_text())
+        now = int(time.time())
+        data["fetchedAt"], data["expiresAt"] = now - 3000, now + 600
+        tmp = f.with_suffix(".test-tmp")
+        tmp.write_text(json.dumps(data))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, f)
+
+
+def test_a_revoked_trust_is_not_answered_from_the_cache(plugin, sts, ecr, aws):
+    """A refusal is an answer, not an outage: once the role stops trusting A,
+    A's still-valid cached credential is not served in its place."""
+    # Given A's entry, due for refresh but still valid
+    sts.trust(ROLE_X, subject("team-a", "puller"))
+    uid = "5b0c6c1e-3a0f-4b43-8d6e-0000000000c1"
+    ann = {ECR_ROLE: ROLE_X}
+    ok(plugin.run(sa_request(IMAGE, mint("team-a", "puller", uid=uid), ann), env=aws), ECR)
+    past_refresh_point(plugin)
+    # When the role's trust policy no longer names A
+    with sts.lock:
+        sts.config["trust"][ROLE_X] = set()
+    res = plugin.run(sa_request(IMAGE, mint("team-a", "puller", uid=uid), ann), env=aws)
+    # Then the pull fails with STS's answer, and the warning says why
+    fails(res, "AccessDenied")
+    assert "not serving its cached credential" in res.stderr
+    assert sts.calls[-1]["outcome"] == "AccessDenied"
+
+
+def test_an_sts_outage_still_serves_the_valid_entry(plugin, sts, ecr, aws):
+    """The same entry through an outage (STS answering 500): served, as the
+    node's would be, with a short cacheDuration."""
+    sts.trust(ROLE_X, subject("team-a", "puller"))
+    uid = "5b0c6c1e-3a0f-4b43-8d6e-0000000000c2"
+    ann = {ECR_ROLE: ROLE_X}
+    token = mint("team-a", "puller", uid=uid)
+    first = ok(plugin.run(sa_request(IMAGE, token, ann), env=aws), ECR, token)
+    past_refresh_point(plugin)
+    sts.configure(mode="error500")
+    res = plugin.run(sa_request(IMAGE, mint("team-a", "puller", uid=uid), ann), env=aws)
+    assert ok(res, ECR)["password"] == first["password"]
+    assert seconds(res.json["cacheDuration"]) <= 60
+    assert "serving the cached token" in res.stderr
 
 
 # ------------------------------------------------------------------ bad tokens and requests

@@ -223,6 +223,15 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
         Ok(answer) => Ok(answer_fresh(cache.as_ref(), &key, &reply, &image, answer)),
         Err(err) => {
             let now = now_unix();
+            if workload.is_some() && workload::was_refused() && fallback.is_some() {
+                // The identity provider no longer accepts this service
+                // account: its cached credential is not served in place of
+                // that answer, as it would be through an outage.
+                tracing::warn!(
+                    "registry {reg}: the identity provider refused the service account's token; not serving its cached credential"
+                );
+                fallback = None;
+            }
             if let Some(entry) = fallback {
                 let s = entry.schedule();
                 if now < s.expires_at {

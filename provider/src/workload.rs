@@ -32,6 +32,7 @@
 //! name the same role. The token itself is never logged, cached or returned.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine;
 use serde::Deserialize;
@@ -48,6 +49,28 @@ pub const GKE_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account
 pub const GOOGLE_AUDIENCE_ANNOTATION: &str = "pullcred.dev/google-audience";
 pub const AZURE_CLIENT_ANNOTATION: &str = "kubernetes.azure.com/acr-client-id";
 pub const AZURE_TENANT_ANNOTATION: &str = "kubernetes.azure.com/acr-tenant-id";
+
+/// Set when the cloud's identity provider explicitly refused this run's
+/// service-account token (a trust policy, a federated credential or an
+/// attribute condition said no). A refusal is an answer, not an outage: the
+/// run then serves no cached credential of that service account in its place.
+/// One process answers one request, so a process-wide flag is this run's.
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Records that the identity provider refused the pod's token.
+pub fn mark_refused() {
+    REFUSED.store(true, Ordering::SeqCst);
+}
+
+pub fn was_refused() -> bool {
+    REFUSED.load(Ordering::SeqCst)
+}
+
+/// An HTTP status that is the identity provider saying no (not an outage,
+/// not throttling).
+pub fn is_refusal_status(status: u16) -> bool {
+    (400..500).contains(&status) && status != 408 && status != 429
+}
 
 /// STS's limit on `RoleSessionName`.
 const MAX_SESSION_NAME: usize = 64;

@@ -155,6 +155,12 @@ async fn assume_role(
         .map_err(|e| {
             let mut d = describe(&e);
             let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+            if matches!(
+                code,
+                "AccessDenied" | "InvalidIdentityToken" | "ExpiredTokenException" | "IDPRejectedClaim"
+            ) {
+                crate::workload::mark_refused();
+            }
             if code == "AccessDenied" {
                 d.push_str(&format!(
                     "; the role's trust policy must allow sts:AssumeRoleWithWebIdentity from the cluster's OIDC provider for sub {} and the token's audience",

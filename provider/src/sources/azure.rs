@@ -342,6 +342,11 @@ fn entra_token(
     }
     let resp = http::with_retries(deadline, ATTEMPTS, || client.post_form(&url, &[], &form))
         .map_err(|e| fail(http_detail(&e, deadline)))?;
+    if matches!(identity.credential, Credential::ServiceAccount { .. })
+        && crate::workload::is_refusal_status(resp.status)
+    {
+        crate::workload::mark_refused();
+    }
     access_token(&resp).map_err(fail)
 }
 

@@ -501,6 +501,11 @@ fn post_ok(
     let resp = http::with_retries(deadline, TOKEN_ATTEMPTS, call)
         .map_err(|e| fail(describe_http(&e, deadline)))?;
     if !resp.is_success() {
+        // STS or IAM said no. Only a pod's run acts on this (no stale
+        // credential served in place of a refusal); see `workload`.
+        if crate::workload::is_refusal_status(resp.status) {
+            crate::workload::mark_refused();
+        }
         return Err(fail(describe_status(&resp)));
     }
     Ok(resp)

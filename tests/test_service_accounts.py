@@ -985,6 +985,20 @@ def test_google_exchange_with_a_configured_audience(plugin, google, genv, how):
     assert seconds(res.json["cacheDuration"]) <= 3600
 
 
+def test_an_upstream_echoing_the_token_is_refused(plugin, google, genv):
+    """The kubelet's echo guard drops an answer whose password is the
+    service-account token; pullcred never gives one: an STS that hands the
+    subject token back gets a one-line error, and nothing is cached."""
+    # Given an STS that echoes the subject token as the access token
+    google.configure(k8s_trusted={subject("team-a", "puller")}, mode="echo_subject")
+    token = mint("team-a", "puller", audience=POOL_TOKEN_AUD)
+    # When a pod pulls
+    res = plugin.run(sa_request(GAR_IMAGE, token, {GOOGLE_AUD: POOL}), env=genv)
+    # Then it fails, naming the refusal, and the token is nowhere on disk
+    fails(res, "refusing to echo")
+    assert not list(plugin.cache_dir.glob("*.json"))
+
+
 def test_annotation_audience_wins_over_the_flag(plugin, google, genv):
     google.configure(k8s_trusted={subject("team-a", "puller")})
     token = mint("team-a", "puller", audience=POOL_TOKEN_AUD)

@@ -165,7 +165,7 @@ class GoogleStandin:
     def __init__(self, on_token=None):
         self.lock = threading.Lock()
         self.config = {
-            "mode": "ok",  # ok | error500 | throttle | garbage | truncated | huge | no_flavor | hang | no_expiry
+            "mode": "ok",  # ok | error500 | throttle | garbage | truncated | huge | no_flavor | hang | no_expiry | echo_subject (STS answers with the subject token)
             "expires_in": 3600,
             "delay": 0.0,
             "fail_first": 0,
@@ -429,6 +429,10 @@ class GoogleStandin:
         call["verified"] = True
         body = self.token_body(cfg, mode)
         body["issued_token_type"] = ACCESS_TOKEN_TYPE
+        if mode == "echo_subject":
+            # A broken or hostile upstream handing the subject token back as
+            # the access token: pullcred must not pass it on as a password.
+            body["access_token"] = form.get("subject_token", "")
         with self.lock:
             self.sts_tokens.add(body["access_token"])
         h.reply(200, body)
@@ -464,6 +468,10 @@ class GoogleStandin:
         call["verified"] = True
         body = self.token_body(cfg, mode)
         body["issued_token_type"] = ACCESS_TOKEN_TYPE
+        if mode == "echo_subject":
+            # A broken or hostile upstream handing the subject token back as
+            # the access token: pullcred must not pass it on as a password.
+            body["access_token"] = form.get("subject_token", "")
         with self.lock:
             self.sts_tokens.add(body["access_token"])
             self.federated[body["access_token"]] = claims["sub"]

@@ -167,3 +167,36 @@ def test_unparseable_image(plugin):
     p = subprocess.run([str(BIN), "doctor", "Not/An/IMAGE"], capture_output=True, text=True, env=plugin.env)
     assert p.returncode == 1
     assert "FAIL  parse" in p.stdout
+
+
+def test_a_pods_identity_that_names_nothing_fails_at_the_source_step(plugin, tmp_path):
+    """`doctor --service-account-token` checks the pod's identity as the
+    kubelet would ask for it (tokenAttributes): a service account that names
+    no Google identity is reported at the source step, naming the
+    annotation, before any network call; the token is never printed."""
+    from satoken import mint
+
+    # Given a pod's token (kubectl create token ...) and no annotations
+    token = mint("team-a", "builder", audience="my-project.svc.id.goog")
+    f = tmp_path / "token"
+    f.write_text(token + "\n")
+    # When the operator asks the doctor about the pod's image
+    p = subprocess.run([str(BIN), "doctor", "us-docker.pkg.dev/p/r/app:1", "--json",
+                        "--service-account-token", str(f)],
+                       capture_output=True, text=True, env=plugin.env, timeout=60)
+    # Then the source step fails, naming the service account and the annotation
+    assert p.returncode == 1, p.stderr
+    report = json.loads(p.stdout)
+    [source] = [s for s in report["steps"] if s["step"] == "source"]
+    assert source["status"] == "fail"
+    assert "team-a/builder" in source["cause"] and "iam.gke.io/enable-wi-image-pull" in source["cause"]
+    assert not any(s["step"] == "credentials" for s in report["steps"])
+    assert token not in p.stdout + p.stderr
+
+
+def test_an_unreadable_token_file_is_a_usage_error(plugin, tmp_path):
+    p = subprocess.run([str(BIN), "doctor", "us-docker.pkg.dev/p/r/app:1",
+                        "--service-account-token", str(tmp_path / "absent")],
+                       capture_output=True, text=True, env=plugin.env, timeout=60)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and "--service-account-token" in p.stderr

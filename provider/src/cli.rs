@@ -117,6 +117,33 @@ struct Cli {
     google_service_account: Option<String>,
 }
 
+#[cfg(feature = "static")]
+fn parse_annotation(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// A service-account token file for `doctor`: read once, at most 64 KiB.
+#[cfg(feature = "static")]
+fn read_token_file(path: &std::path::Path) -> Result<crate::secret::Secret, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut buf = String::new();
+    f.take(64 * 1024 + 1)
+        .read_to_string(&mut buf)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let t = buf.trim();
+    if t.is_empty() || buf.len() > 64 * 1024 {
+        return Err(format!(
+            "{}: not a service-account token (empty, or over 64 KiB)",
+            path.display()
+        ));
+    }
+    Ok(crate::secret::Secret::new(t))
+}
+
 fn parse_role_arn(s: &str) -> Result<String, String> {
     crate::workload::check_role_arn(s.trim())?;
     Ok(s.trim().to_string())
@@ -140,6 +167,13 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Check a pod's own identity: a file holding its service-account
+        /// token (`kubectl create token SA -n NS --audience AUD > FILE`).
+        #[arg(long, value_name = "FILE")]
+        service_account_token: Option<PathBuf>,
+        /// An annotation of that service account, as the kubelet passes it (repeatable).
+        #[arg(long = "annotation", value_parser = parse_annotation, value_name = "KEY=VALUE")]
+        annotations: Vec<(String, String)>,
     },
 }
 
@@ -215,10 +249,22 @@ pub fn main() -> ExitCode {
             ref config,
             ref image_fs,
             json,
+            ref service_account_token,
+            ref annotations,
         }) => {
+            let token = match service_account_token.as_deref().map(read_token_file) {
+                Some(Err(e)) => {
+                    eprintln!("pullcred: --service-account-token {e}");
+                    return ExitCode::from(2);
+                }
+                Some(Ok(t)) => Some(t),
+                None => None,
+            };
             let doc = crate::doctor::DoctorOptions {
                 config: config.clone(),
                 image_fs: image_fs.clone(),
+                service_account_token: token,
+                annotations: annotations.iter().cloned().collect(),
             };
             let report = crate::doctor::run(image, &options(&cli), &doc);
             let text = if json {

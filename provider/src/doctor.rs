@@ -6,7 +6,9 @@
 //!
 //! 1. parse and normalise IMAGE as the kubelet does (tag, digest or both);
 //! 2. which provider entry of the kubelet config would run;
-//! 3. which source and identity pullcred would use, and the cached token;
+//! 3. which source and identity pullcred would use, and the cached token
+//!    (with `--service-account-token`, the pod's identity, as the kubelet
+//!    would ask for it with `tokenAttributes`);
 //! 4. fetch credentials through the cache (username and a masked password);
 //! 5. contact the registry: `/v2/`, the challenge and token service, then
 //!    `HEAD` the manifest, classifying 401, 403, 404, 429, timeout, DNS, TLS;
@@ -113,6 +115,11 @@ pub struct DoctorOptions {
     pub config: Option<PathBuf>,
     /// Where the container runtime keeps images; found automatically if unset.
     pub image_fs: Option<PathBuf>,
+    /// A pod's service-account token (`kubectl create token SA --audience
+    /// AUD`), to check the pod's own identity instead of the node's.
+    pub service_account_token: Option<Secret>,
+    /// That service account's annotations, as the kubelet would pass them.
+    pub annotations: BTreeMap<String, String>,
 }
 
 const IMAGE_FS_CANDIDATES: [&str; 3] = [
@@ -167,7 +174,14 @@ pub fn run(input: &str, opts: &Options, doc: &DoctorOptions) -> Report {
     steps.push(provider_entry(doc.config.as_deref(), &image.name()));
 
     // 3. source and identity
-    match run::explain(opts, &image) {
+    let pod = doc
+        .service_account_token
+        .as_ref()
+        .map(|token| run::PodIdentity {
+            token,
+            annotations: &doc.annotations,
+        });
+    match run::explain(opts, &image, pod.as_ref()) {
         Ok(ex) => {
             let now = run::now_unix();
             let cached = match &ex.cached {
@@ -206,7 +220,7 @@ pub fn run(input: &str, opts: &Options, doc: &DoctorOptions) -> Report {
     }
 
     // 4. credentials, through the cache; the registry check is step 5's job.
-    let creds = match fetch(opts, &image) {
+    let creds = match fetch(opts, &image, doc) {
         Ok(auth) => {
             let seen: Vec<String> = auth
                 .iter()
@@ -258,16 +272,24 @@ pub fn run(input: &str, opts: &Options, doc: &DoctorOptions) -> Report {
     report(steps, pinned)
 }
 
-fn fetch(opts: &Options, image: &ImageRef) -> Result<BTreeMap<String, AuthConfig>, String> {
+fn fetch(
+    opts: &Options,
+    image: &ImageRef,
+    doc: &DoctorOptions,
+) -> Result<BTreeMap<String, AuthConfig>, String> {
     #[derive(serde::Deserialize)]
     struct Resp {
         auth: BTreeMap<String, AuthConfig>,
     }
-    let req = serde_json::json!({
+    let mut req = serde_json::json!({
         "apiVersion": API_VERSIONS[0],
         "kind": "CredentialProviderRequest",
         "image": image.name(),
     });
+    if let Some(t) = &doc.service_account_token {
+        req["serviceAccountToken"] = serde_json::Value::String(t.expose().to_string());
+        req["serviceAccountAnnotations"] = serde_json::json!(doc.annotations);
+    }
     let opts = Options {
         registry_check: false,
         ..opts.clone()

@@ -607,8 +607,33 @@ pub struct Explained {
     pub cache_dir: Option<PathBuf>,
 }
 
-pub fn explain(opts: &Options, image: &ImageRef) -> Result<Explained, Failure> {
+/// A pod's service-account token and annotations, for `doctor`.
+pub struct PodIdentity<'a> {
+    pub token: &'a crate::secret::Secret,
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+pub fn explain(
+    opts: &Options,
+    image: &ImageRef,
+    pod: Option<&PodIdentity>,
+) -> Result<Explained, Failure> {
     let plan = plan_for(opts, image)?;
+    let resolution = match (&plan, pod) {
+        (Plan::Token(target), Some(p)) => workload::resolve(
+            target,
+            Some(p.token),
+            p.annotations,
+            &opts.workload,
+            now_unix(),
+        )
+        .map_err(|e| fail(Some(&image.registry), "choosing the pod's identity", e))?,
+        _ => Resolution::Node,
+    };
+    let workload = match &resolution {
+        Resolution::Workload(w) => Some(w.as_ref()),
+        _ => None,
+    };
     let (source, identity) = match &plan {
         Plan::Token(Target::EcrPrivate(r)) => {
             let mut s = format!(
@@ -682,7 +707,14 @@ pub fn explain(opts: &Options, image: &ImageRef) -> Result<Explained, Failure> {
             aws_identity_summary(),
         ),
     };
-    let key = plan_key(image, &plan, None, opts);
+    let identity = match &resolution {
+        Resolution::Workload(w) => format!("{}: {}", w.account, w.identity.describe()),
+        Resolution::NodeFallback { why } => {
+            format!("{why}; the node's identity (--service-account-fallback=node): {identity}")
+        }
+        Resolution::Node => identity,
+    };
+    let key = plan_key(image, &plan, workload, opts);
     let dir = (!opts.no_cache).then(|| opts.cache_dir.clone().unwrap_or_else(cache::default_dir));
     let cached = dir
         .as_ref()
@@ -785,5 +817,77 @@ fn start_watchdog(timeout: Duration) {
         });
     if let Err(e) = spawned {
         tracing::debug!("no watchdog thread: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use base64::Engine;
+
+    fn token(ns: &str, name: &str) -> Secret {
+        let e = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let claims = serde_json::json!({
+            "iss": "https://kubernetes.default.svc",
+            "sub": format!("system:serviceaccount:{ns}:{name}"),
+            "exp": now_unix() + 3600,
+            "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": name, "uid": "u-1"}}
+        });
+        Secret::new(format!(
+            "{}.{}.{}",
+            e(b"{\"alg\":\"RS256\"}"),
+            e(claims.to_string().as_bytes()),
+            e(b"sig")
+        ))
+    }
+
+    /// `doctor --service-account-token` explains the pod's identity, not the
+    /// node's, and names the missing annotation, all without the network.
+    #[test]
+    fn explain_shows_the_pods_identity() {
+        let opts = Options {
+            no_cache: true,
+            ..Options::default()
+        };
+        let image = ImageRef::parse("123456789012.dkr.ecr.us-west-2.amazonaws.com/app").unwrap();
+        let t = token("team-a", "builder");
+        let annotations: BTreeMap<String, String> = [(
+            workload::AWS_ROLE_ANNOTATION.to_string(),
+            "arn:aws:iam::123456789012:role/pull".to_string(),
+        )]
+        .into();
+        let pod = PodIdentity {
+            token: &t,
+            annotations: &annotations,
+        };
+        let ex = explain(&opts, &image, Some(&pod)).unwrap();
+        assert!(
+            ex.identity.starts_with(
+                "service account team-a/builder: role arn:aws:iam::123456789012:role/pull"
+            ),
+            "{}",
+            ex.identity
+        );
+        let none = BTreeMap::new();
+        let bare = PodIdentity {
+            token: &t,
+            annotations: &none,
+        };
+        let err = explain(&opts, &image, Some(&bare)).unwrap_err().to_string();
+        assert!(err.contains(workload::AWS_ROLE_ANNOTATION), "{err}");
+        let fallback = Options {
+            workload: WorkloadSettings {
+                fallback_to_node: true,
+                ..WorkloadSettings::default()
+            },
+            ..opts.clone()
+        };
+        let ex = explain(&fallback, &image, Some(&bare)).unwrap();
+        assert!(
+            ex.identity.contains("--service-account-fallback=node"),
+            "{}",
+            ex.identity
+        );
     }
 }

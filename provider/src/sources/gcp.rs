@@ -195,8 +195,10 @@ pub fn cache_parts() -> Vec<(&'static str, String)> {
         parts.push((CREDENTIALS_ENV, p.to_string_lossy().into_owned()));
         parts.push(("google-credentials-sha256", digest));
     }
-    if let Some(h) = std::env::var_os(METADATA_HOST_ENV) {
-        parts.push((METADATA_HOST_ENV, h.to_string_lossy().into_owned()));
+    for name in [METADATA_HOST_ENV, STS_URL_ENV, IAM_CREDENTIALS_URL_ENV] {
+        if let Some(h) = std::env::var_os(name) {
+            parts.push((name, h.to_string_lossy().into_owned()));
+        }
     }
     // As configured, not as defaulted: the metadata server's default is the
     // instance's scopes, which an explicit list may differ from.

@@ -57,7 +57,7 @@ impl std::error::Error for SourceError {}
 
 /// Environment facts that decide which AWS identity answers, for the cache
 /// key. Identifiers only: never the secret key or the session token.
-pub const AWS_IDENTITY_ENV: [&str; 13] = [
+pub const AWS_IDENTITY_ENV: [&str; 14] = [
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
     "AWS_CONFIG_FILE",
@@ -71,6 +71,7 @@ pub const AWS_IDENTITY_ENV: [&str; 13] = [
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_ECR",
     "AWS_ENDPOINT_URL_ECR_PUBLIC",
+    "AWS_ENDPOINT_URL_STS",
 ];
 
 /// Fetches a credential for `target` within `deadline`: with the pod's own

@@ -564,6 +564,7 @@ fn check_token_attributes(p: &CredentialProvider, opts: &ValidateOptions, push: 
             }
         }
     }
+    check_identity_annotations(p, t, push);
     let required: BTreeSet<&String> = t.required_service_account_annotation_keys.iter().collect();
     let both: Vec<&String> = t
         .optional_service_account_annotation_keys
@@ -578,6 +579,52 @@ fn check_token_attributes(p: &CredentialProvider, opts: &ValidateOptions, push: 
                 "Invalid value: {both:?}: annotation keys cannot be both required and optional"
             ),
         );
+    }
+}
+
+/// The kubelet passes a plugin only the annotations `tokenAttributes` lists.
+/// A cloud whose identity annotations are all missing from both lists can
+/// never see a pod name its identity: every such pod gets an error (or the
+/// node's identity), unless a default identity is configured in the entry's
+/// args or env.
+fn check_identity_annotations(
+    p: &CredentialProvider,
+    t: &crate::config::TokenAttributes,
+    push: &mut Push<'_>,
+) {
+    let listed: BTreeSet<&str> = t
+        .required_service_account_annotation_keys
+        .iter()
+        .chain(&t.optional_service_account_annotation_keys)
+        .map(String::as_str)
+        .collect();
+    let configured = |flags: &[&str], vars: &[&str]| {
+        p.args.iter().any(|a| {
+            flags
+                .iter()
+                .any(|f| a == f || a.starts_with(&format!("{f}=")))
+        }) || p.env.iter().any(|e| vars.contains(&e.name.as_str()))
+    };
+    for cloud in provider_clouds(p) {
+        let keys = cloud.source().annotation_keys;
+        if keys.is_empty() || keys.iter().any(|k| listed.contains(k)) {
+            continue;
+        }
+        let default = match cloud {
+            Cloud::Aws => configured(&["--ecr-role-arn"], &["AWS_ECR_ROLE_ARN"]),
+            Cloud::Gcp => configured(&["--google-audience"], &["PULLCRED_GOOGLE_AUDIENCE"]),
+            _ => false,
+        };
+        if !default {
+            push(
+                Severity::Warning,
+                "providers.tokenAttributes.optionalServiceAccountAnnotationKeys",
+                format!(
+                    "lists none of the {cloud} identity annotations ({}); the kubelet passes only listed annotations, so no pod can name its {cloud} identity",
+                    keys.join(", ")
+                ),
+            );
+        }
     }
 }
 
@@ -712,6 +759,40 @@ mod tests {
         ] {
             assert!(check_qualified_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn token_attributes_without_identity_annotations_warn() {
+        let config = |keys: &str, extra: &str| {
+            format!(
+                r#"apiVersion: kubelet.config.k8s.io/v1
+kind: CredentialProviderConfig
+providers:
+  - name: pullcred
+    matchImages: ["*.dkr.ecr.*.amazonaws.com"]
+    defaultCacheDuration: "11h"
+    apiVersion: credentialprovider.kubelet.k8s.io/v1
+{extra}    tokenAttributes:
+      serviceAccountTokenAudience: sts.amazonaws.com
+      cacheType: ServiceAccount
+      requireServiceAccount: true
+      optionalServiceAccountAnnotationKeys: [{keys}]
+"#
+            )
+        };
+        let warnings = |text: String| {
+            let (_, findings) = validate_text(&text, &ValidateOptions::default());
+            findings
+                .into_iter()
+                .filter(|f| f.why.contains("identity annotations"))
+                .count()
+        };
+        assert_eq!(warnings(config("example.com/other", "")), 1);
+        assert_eq!(warnings(config("eks.amazonaws.com/ecr-role-arn", "")), 0);
+        let with_default = "    env:\n      - name: AWS_ECR_ROLE_ARN\n        value: arn:aws:iam::123456789012:role/pull\n";
+        assert_eq!(warnings(config("example.com/other", with_default)), 0);
+        let with_flag = "    args: [\"--ecr-role-arn=arn:aws:iam::123456789012:role/pull\"]\n";
+        assert_eq!(warnings(config("example.com/other", with_flag)), 0);
     }
 
     #[test]

@@ -37,8 +37,7 @@ def azure(tls):
     s.close()
 
 
-@pytest.fixture
-def env(azure, tls):
+def standin_env(azure, tls):
     """Everything pointed at the stand-ins; no azure.json."""
     return {
         "SSL_CERT_FILE": str(tls[0]),
@@ -47,6 +46,11 @@ def env(azure, tls):
         "PULLCRED_ACR_ENDPOINTS": f"*={azure.url}",
         "PULLCRED_AZURE_CONFIG": "none",
     }
+
+
+@pytest.fixture
+def env(azure, tls):
+    return standin_env(azure, tls)
 
 
 def private_file(path, text):

@@ -47,6 +47,7 @@ from standins.azure import ACR_SCOPE, AzureStandin, make_ca_and_server_cert
 from standins.azure import JWT_BEARER as CLIENT_ASSERTION_TYPE
 from standins.gcp import ACCESS_TOKEN_TYPE, CLOUD_PLATFORM, TOKEN_EXCHANGE, GoogleStandin
 from standins.sts import StsStandin
+from test_azure import standin_env
 
 GO_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(\d+)s$")
 
@@ -1191,13 +1192,7 @@ def azure(tls):
 @pytest.fixture
 def azenv(azure, tls):
     """Everything pointed at the stand-ins; no azure.json."""
-    return {
-        "SSL_CERT_FILE": str(tls[0]),
-        "PULLCRED_AZURE_IMDS_ENDPOINT": azure.imds_url,
-        "AZURE_AUTHORITY_HOST": azure.url,
-        "PULLCRED_ACR_ENDPOINTS": f"*={azure.url}",
-        "PULLCRED_AZURE_CONFIG": "none",
-    }
+    return standin_env(azure, tls)
 
 
 def acr_ok(res, azure, *tokens):

@@ -42,17 +42,16 @@ import datetime
 import hashlib
 import json
 import secrets
-import socket
-import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from .base import QuietHandler, start, tls_server_context
 
 ACR_RESOURCE = "https://containerregistry.azure.net"
 ACR_SCOPE = ACR_RESOURCE + "/.default"
@@ -158,38 +157,14 @@ def make_client_cert(pkcs1=False):
 # --- servers ----------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     standin = None
-
-    def setup(self):
-        super().setup()
-        # Headers and body go out in two writes; without this, Nagle holds the
-        # body until the client's delayed ACK (~40 ms a call on loopback),
-        # which real servers do not cost pullcred.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, *args):
-        pass
 
     def do_GET(self):
         self.standin.dispatch(self, "GET", b"")
 
     def do_POST(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        self.standin.dispatch(self, "POST", raw)
-
-    def reply(self, status, body, ctype="application/json", headers=None):
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+        self.standin.dispatch(self, "POST", self.read_body())
 
 
 class AzureStandin:
@@ -224,26 +199,18 @@ class AzureStandin:
             pass
 
         H.standin = standin
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.https = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(tls_cert), str(tls_key))
-        self.https.socket = ctx.wrap_socket(self.https.socket, server_side=True)
-        for s in (self.http, self.https):
-            s.daemon_threads = True
-            s.block_on_close = False  # close() must not wait for a "hang" handler
-            threading.Thread(target=s.serve_forever, daemon=True).start()
-        self.imds_url = f"http://127.0.0.1:{self.http.server_address[1]}"
-        self.url = f"https://127.0.0.1:{self.https.server_address[1]}"
+        self.http = start(H)
+        self.https = start(H, tls_server_context(tls_cert, tls_key))
+        self.imds_url = self.http.url
+        self.url = self.https.url
 
     def configure(self, **kw):
         with self.lock:
             self.config.update(kw)
 
     def close(self):
-        for s in (self.http, self.https):
-            s.shutdown()
-            s.server_close()
+        self.http.close()
+        self.https.close()
 
     def calls_to(self, kind):
         with self.lock:
@@ -447,16 +414,7 @@ class AzureStandin:
         if mode == "truncated":
             return h.reply(200, b'{"refresh_token": "eyJhbGciOi', "application/json")
         if mode == "huge":
-            h.send_response(200)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Content-Length", str(64 << 20))
-            h.end_headers()
-            try:
-                for _ in range(1024):
-                    h.wfile.write(b" " * 65536)
-            except OSError:
-                pass
-            return
+            return h.send_huge()
         if mode in ("401", "404"):
             return h.reply(int(mode), {"errors": [{"code": "UNAUTHORIZED" if mode == "401" else "NOT_FOUND",
                                                     "message": "exchange refused by the stand-in"}]})

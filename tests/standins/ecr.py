@@ -30,7 +30,8 @@ import re
 import secrets
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .base import QuietHandler, start
 
 PRIVATE_TARGET = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
 PUBLIC_TARGET = "SpencerFrontendService.GetAuthorizationToken"
@@ -49,12 +50,7 @@ class EcrStandin:
         self.on_token = on_token
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 if self.path == "/_standin/calls":
                     with standin.lock:
@@ -63,34 +59,17 @@ class EcrStandin:
                 self.reply(404, b"{}", "application/json")
 
             def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
+                raw = self.read_body()
                 if self.path == "/_standin/config":
                     with standin.lock:
                         standin.config.update(json.loads(raw or b"{}"))
                     return self.reply(200, b"{}", "application/json")
                 standin.handle_api(self, raw)
 
-            def reply(self, status, body, ctype, headers=None):
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request, client_address):
-                pass  # clients killed mid-request (crash tests) are expected
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False  # close() must not wait for a "hang" handler
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = start(Handler)
+        self.port = self.server.port
+        self.url = self.server.url
+        self.thread = self.server.thread
 
     def configure(self, **kw):
         with self.lock:
@@ -101,8 +80,7 @@ class EcrStandin:
             return len(self.calls)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
     def handle_api(self, h, raw):
         target = h.headers.get("X-Amz-Target", "")
@@ -146,17 +124,7 @@ class EcrStandin:
         if mode == "truncated":
             return h.reply(200, b'{"authorizationData":[{"authorizationTo', "application/x-amz-json-1.1")
         if mode == "huge":
-            h.send_response(200)
-            h.send_header("Content-Type", "application/x-amz-json-1.1")
-            h.send_header("Content-Length", str(64 << 20))
-            h.end_headers()
-            try:
-                chunk = b" " * 65536
-                for _ in range(1024):
-                    h.wfile.write(chunk)
-            except OSError:
-                pass
-            return
+            return h.send_huge("application/x-amz-json-1.1")
         if mode == "empty":
             return h.reply(200, b'{"authorizationData":[]}', "application/x-amz-json-1.1")
         token = "standin-" + secrets.token_hex(24)

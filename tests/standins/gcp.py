@@ -65,7 +65,8 @@ import threading
 import time
 import urllib.parse
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .base import QuietHandler, start
 
 METADATA_TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token"
 METADATA_EMAIL = "/computeMetadata/v1/instance/service-accounts/default/email"
@@ -143,22 +144,6 @@ def sigv4_check(token, secret_key, audience):
     return None
 
 
-def huge_body(h, headers=None):
-    """Announces 64 MiB of JSON and streams spaces until the client gives up."""
-    h.send_response(200)
-    h.send_header("Content-Type", "application/json")
-    h.send_header("Content-Length", str(64 << 20))
-    for k, v in (headers or {}).items():
-        h.send_header(k, v)
-    h.end_headers()
-    try:
-        chunk = b" " * 65536
-        for _ in range(1024):
-            h.wfile.write(chunk)
-    except OSError:
-        pass
-
-
 class GoogleStandin:
     """All the endpoints above on one 127.0.0.1 port, in a background thread."""
 
@@ -198,12 +183,7 @@ class GoogleStandin:
         self.on_token = on_token
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 standin.handle(self, "GET", b"")
 
@@ -213,31 +193,11 @@ class GoogleStandin:
             def do_POST(self):
                 standin.handle(self, "POST", self.read_body())
 
-            def read_body(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
-
-            def reply(self, status, body, ctype="application/json", headers=None):
-                if isinstance(body, (dict, list)):
-                    body = json.dumps(body).encode()
-                elif isinstance(body, str):
-                    body = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False  # close() must not wait for a "hang" handler
-        self.port = self.server.server_address[1]
-        self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = start(Handler)
+        self.port = self.server.port
+        self.host = self.server.host
+        self.url = self.server.url
+        self.thread = self.server.thread
 
     # ------------------------------------------------------------ control
     def configure(self, **kw):
@@ -249,8 +209,7 @@ class GoogleStandin:
             return len([c for c in self.calls if kind is None or c["kind"] == kind])
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
     def mint(self, prefix="ya29.standin-"):
         token = prefix + secrets.token_hex(24)
@@ -314,7 +273,7 @@ class GoogleStandin:
             h.reply(200, '{"access_token": "ya29.trunc', headers=headers)
             return True
         if mode == "huge":
-            huge_body(h, headers)
+            h.send_huge(headers=headers)
             return True
         return False
 

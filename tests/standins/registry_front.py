@@ -18,7 +18,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .base import QuietHandler, start, tls_server_context
 
 
 class RegistryFront:
@@ -30,12 +31,7 @@ class RegistryFront:
         client_ctx = ssl.create_default_context(cafile=str(registry.ca))
         front = self
 
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class H(QuietHandler):
             def do_GET(self):
                 with front.lock:
                     mode = front.mode
@@ -48,7 +44,7 @@ class RegistryFront:
                     self.close_connection = True
                     return
                 if mode in ("error503", "throttle"):
-                    return self.reply(503 if mode == "error503" else 429, b'{"errors":[]}')
+                    return self.reply(503 if mode == "error503" else 429, b'{"errors":[]}', None)
                 if mode == "truncated":
                     self.send_response(200)
                     self.send_header("Content-Length", "4096")
@@ -57,15 +53,7 @@ class RegistryFront:
                     self.close_connection = True
                     return
                 if mode == "huge":
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(64 << 20))
-                    self.end_headers()
-                    try:
-                        for _ in range(1024):
-                            self.wfile.write(b" " * 65536)
-                    except OSError:
-                        pass
+                    self.send_huge()
                     self.close_connection = True
                     return
                 # ok: relay to the real registry
@@ -76,30 +64,11 @@ class RegistryFront:
                         status, rh, body = r.status, r.headers, r.read()
                 except urllib.error.HTTPError as e:
                     status, rh, body = e.code, e.headers, e.read()
-                self.reply(status, body, {k: v for k, v in rh.items() if k.lower() in ("www-authenticate", "content-type", "docker-distribution-api-version")})
+                self.reply(status, body, None, {k: v for k, v in rh.items() if k.lower() in ("www-authenticate", "content-type", "docker-distribution-api-version")})
 
-            def reply(self, status, body, headers=None):
-                self.send_response(status)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            block_on_close = False
-
-            def handle_error(self, request, client_address):
-                pass  # clients that give up (huge, hang) are expected
-
-        self.server = Server(("127.0.0.1", 0), H)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(registry.root / "server.pem", registry.root / "server.key")
-        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        self.host = f"127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = start(H, tls_server_context(registry.root / "server.pem", registry.root / "server.key"))
+        self.port = self.server.port
+        self.host = self.server.host
 
     def configure(self, mode):
         with self.lock:
@@ -110,5 +79,4 @@ class RegistryFront:
             return len(self.calls)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()

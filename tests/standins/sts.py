@@ -52,10 +52,11 @@ import time
 import urllib.parse
 import uuid
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.sax.saxutils import escape
 
 import satoken
+
+from .base import QuietHandler, start
 
 NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)
@@ -78,42 +79,23 @@ class StsStandin:
         self.issued = {}
         standin = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self):
                 url = urllib.parse.urlsplit(self.path)
                 standin.handle(self, "GET", dict(urllib.parse.parse_qsl(url.query)))
 
             def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
+                raw = self.read_body()
                 params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
                 params.update(urllib.parse.parse_qsl(raw.decode(errors="replace"), keep_blank_values=True))
                 standin.handle(self, "POST", params)
 
-            def reply(self, status, body, ctype="text/xml"):
-                body = body.encode() if isinstance(body, str) else body
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-                self.end_headers()
-                self.wfile.write(body)
+            def reply(self, status, body, ctype="text/xml", headers=None):
+                super().reply(status, body, ctype, {"x-amzn-RequestId": str(uuid.uuid4()), **(headers or {})})
 
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request, client_address):
-                pass
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = start(Handler)
+        self.port = self.server.port
+        self.url = self.server.url
 
     # ------------------------------------------------------------ control
     def configure(self, **kw):
@@ -131,8 +113,7 @@ class StsStandin:
             return len(self.calls)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
     # ------------------------------------------------------------ API
     def handle(self, h, method, params):

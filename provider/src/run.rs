@@ -121,22 +121,14 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
     let image = ImageRef::parse(&request.image).map_err(|e| fail(None, "parsing the image", e))?;
     let reg = image.registry.clone();
     let plan = plan_for(opts, &image)?;
-    let resolution = match &plan {
-        Plan::Token(target) => workload::resolve(
-            target,
-            request.service_account_token.as_ref(),
-            &request.service_account_annotations,
-            &opts.workload,
-            now_unix(),
-        )
-        .map_err(|e| fail(Some(&reg), "choosing the pod's identity", e))?,
-        // Static credentials are the node's, whoever asks.
-        _ => Resolution::Node,
-    };
-    let workload = match &resolution {
-        Resolution::Workload(w) => Some(w.as_ref()),
-        _ => None,
-    };
+    let resolution = resolve_identity(
+        &plan,
+        &image,
+        request.service_account_token.as_ref(),
+        &request.service_account_annotations,
+        opts,
+    )?;
+    let workload = resolution.workload();
     let key = plan_key(&image, &plan, workload, opts);
     // No answer for a pod outlives the token it came with, even from an entry
     // another pod of the same service account filled with a longer-lived one.
@@ -544,6 +536,24 @@ fn verify(_: &str, _: &AuthConfig, _: &str, _: &Options, _: &Deadline) -> Result
     Ok(())
 }
 
+/// Whose identity a cloud plan uses: the pod's, from its service-account
+/// token, or the node's. Static credentials are the node's, whoever asks.
+fn resolve_identity(
+    plan: &Plan,
+    image: &ImageRef,
+    token: Option<&crate::secret::Secret>,
+    annotations: &BTreeMap<String, String>,
+    opts: &Options,
+) -> Result<Resolution, Failure> {
+    match plan {
+        Plan::Token(target) => {
+            workload::resolve(target, token, annotations, &opts.workload, now_unix())
+                .map_err(|e| fail(Some(&image.registry), "choosing the pod's identity", e))
+        }
+        _ => Ok(Resolution::Node),
+    }
+}
+
 /// The cache key for an image's plan: the one derivation both the request
 /// path and `doctor` use.
 fn plan_key(
@@ -619,21 +629,15 @@ pub fn explain(
     pod: Option<&PodIdentity>,
 ) -> Result<Explained, Failure> {
     let plan = plan_for(opts, image)?;
-    let resolution = match (&plan, pod) {
-        (Plan::Token(target), Some(p)) => workload::resolve(
-            target,
-            Some(p.token),
-            p.annotations,
-            &opts.workload,
-            now_unix(),
-        )
-        .map_err(|e| fail(Some(&image.registry), "choosing the pod's identity", e))?,
-        _ => Resolution::Node,
-    };
-    let workload = match &resolution {
-        Resolution::Workload(w) => Some(w.as_ref()),
-        _ => None,
-    };
+    let no_annotations = BTreeMap::new();
+    let resolution = resolve_identity(
+        &plan,
+        image,
+        pod.map(|p| p.token),
+        pod.map_or(&no_annotations, |p| p.annotations),
+        opts,
+    )?;
+    let workload = resolution.workload();
     let (source, identity) = match &plan {
         Plan::Token(Target::EcrPrivate(r)) => {
             let mut s = format!(

@@ -223,6 +223,16 @@ pub enum Resolution {
     Workload(Box<Workload>),
 }
 
+impl Resolution {
+    /// The pod's identity, when it is used.
+    pub fn workload(&self) -> Option<&Workload> {
+        match self {
+            Resolution::Workload(w) => Some(w),
+            _ => None,
+        }
+    }
+}
+
 /// Decides the identity for `target` from the request's token and annotations.
 /// Errors are one line and never contain the token.
 pub fn resolve(

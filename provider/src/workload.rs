@@ -599,6 +599,19 @@ mod tests {
             .collect()
     }
 
+    /// The identity a request with token `t` and `pairs` asks for, or the error.
+    fn identity_of(
+        image: &str,
+        t: &Secret,
+        pairs: &[(&str, &str)],
+        s: &WorkloadSettings,
+    ) -> Result<Identity, String> {
+        match resolve(&target(image), Some(t), &ann(pairs), s, NOW)? {
+            Resolution::Workload(w) => Ok(w.identity),
+            other => Err(format!("not a workload: {other:?}")),
+        }
+    }
+
     #[test]
     fn reads_service_account_claims() {
         let t = token("team-a", "builder", "u-1", NOW + 3600);
@@ -632,17 +645,8 @@ mod tests {
         let t = token("ns", "sa", "u", NOW + 600);
         let s = WorkloadSettings::default();
         let role = "arn:aws:iam::123456789012:role/pull";
-        let r = resolve(
-            &target(ECR),
-            Some(&t),
-            &ann(&[(AWS_ROLE_ANNOTATION, role)]),
-            &s,
-            NOW,
-        )
-        .unwrap();
-        let Resolution::Workload(w) = r else { panic!() };
         assert_eq!(
-            w.identity,
+            identity_of(ECR, &t, &[(AWS_ROLE_ANNOTATION, role)], &s).unwrap(),
             Identity::Aws {
                 role_arn: role.into(),
                 session_name: "ns.sa".into(),
@@ -713,65 +717,36 @@ mod tests {
     fn google_and_azure_identities() {
         let t = token("ns", "sa", "u", NOW + 600);
         let s = WorkloadSettings::default();
-        let gar = target("us-docker.pkg.dev/p/r/i");
-        let e = resolve(&gar, Some(&t), &ann(&[]), &s, NOW).unwrap_err();
+        let gar = "us-docker.pkg.dev/p/r/i";
+        let e = identity_of(gar, &t, &[], &s).unwrap_err();
         assert!(e.contains(GKE_ENABLE_ANNOTATION), "{e}");
-        let r = resolve(
-            &gar,
-            Some(&t),
-            &ann(&[(GKE_ENABLE_ANNOTATION, "true")]),
-            &s,
-            NOW,
-        )
-        .unwrap();
-        let Resolution::Workload(w) = r else { panic!() };
         assert_eq!(
-            w.identity,
+            identity_of(gar, &t, &[(GKE_ENABLE_ANNOTATION, "true")], &s).unwrap(),
             Identity::Google {
                 audience: Audience::GkeMetadata,
                 impersonate: None
             }
         );
-        let a = ann(&[(
+        let a = [(
             GKE_SERVICE_ACCOUNT_ANNOTATION,
             "puller@p.iam.gserviceaccount.com",
-        )]);
+        )];
         let with_aud = WorkloadSettings {
             google_audience: Some("//iam/pool".into()),
             ..s.clone()
         };
-        let Resolution::Workload(w) = resolve(&gar, Some(&t), &a, &with_aud, NOW).unwrap() else {
-            panic!()
-        };
         assert_eq!(
-            w.identity,
+            identity_of(gar, &t, &a, &with_aud).unwrap(),
             Identity::Google {
                 audience: Audience::Given("//iam/pool".into()),
                 impersonate: Some("puller@p.iam.gserviceaccount.com".into())
             }
         );
-        let acr = target("example.azurecr.io/app");
-        let e = resolve(
-            &acr,
-            Some(&t),
-            &ann(&[(AZURE_TENANT_ANNOTATION, "t")]),
-            &s,
-            NOW,
-        )
-        .unwrap_err();
+        let acr = "example.azurecr.io/app";
+        let e = identity_of(acr, &t, &[(AZURE_TENANT_ANNOTATION, "t")], &s).unwrap_err();
         assert!(e.contains(AZURE_CLIENT_ANNOTATION), "{e}");
-        let Resolution::Workload(w) = resolve(
-            &acr,
-            Some(&t),
-            &ann(&[(AZURE_CLIENT_ANNOTATION, "c")]),
-            &s,
-            NOW,
-        )
-        .unwrap() else {
-            panic!()
-        };
         assert_eq!(
-            w.identity,
+            identity_of(acr, &t, &[(AZURE_CLIENT_ANNOTATION, "c")], &s).unwrap(),
             Identity::Azure {
                 client_id: "c".into(),
                 tenant: None

@@ -41,7 +41,7 @@ import time
 import pytest
 
 import satoken
-from conftest import ACCESS_KEY, V1, ecr_env, register_secret
+from conftest import ACCESS_KEY, V1, ecr_env, free_port, register_secret
 from satoken import mint, sa_request, subject
 from standins.azure import ACR_SCOPE, AzureStandin, make_ca_and_server_cert
 from standins.azure import JWT_BEARER as CLIENT_ASSERTION_TYPE
@@ -879,6 +879,33 @@ def test_sts_refusals_are_one_line_and_not_cached(plugin, sts, ecr, aws, setup, 
     fails(res, code)
     assert ecr.call_count() == 0
     assert not list(plugin.cache_dir.glob("*.json"))
+
+
+@pytest.mark.parametrize("fault", ["error500", "throttle", "garbage", "hang", "down"])
+def test_an_sts_that_is_down_slow_or_broken_is_one_line_within_the_deadline(plugin, sts, ecr, aws, fault):
+    """The identity exchange is an upstream like any other: 5xx and
+    throttling are retried, then reported; garbage is reported; a hang ends
+    at --timeout; a refused connection is named. Never a panic, never a
+    fallback to the node, nothing cached."""
+    # Given an STS in trouble (or no STS at all)
+    sts.trust(ROLE_X, subject("team-a", "puller"))
+    env = dict(aws)
+    if fault == "down":
+        env["AWS_ENDPOINT_URL_STS"] = f"http://127.0.0.1:{free_port()}"
+    else:
+        sts.configure(mode=fault)
+    token = mint("team-a", "puller")
+    # When the pod pulls, with a 3 s deadline
+    res = plugin.run(sa_request(IMAGE, token, {ECR_ROLE: ROLE_X}), env=env, args=("--timeout", "3s"))
+    # Then one line names the STS step; ECR was never called with any identity
+    line = fails(res, "AssumeRoleWithWebIdentity")
+    assert res.elapsed < 10, res.elapsed
+    assert ecr.call_count() == 0
+    assert not list(plugin.cache_dir.glob("*.json"))
+    if fault in ("error500", "throttle"):
+        assert sts.call_count() > 1, "a transient STS failure is retried"
+    if fault == "hang":
+        assert "timed out" in line
 
 
 def test_trace_logging_never_prints_the_token(plugin, sts, ecr, aws):

@@ -41,7 +41,7 @@ JWKS) and `audience` (what the cluster's OIDC provider in IAM lists as its
 client ID: "sts.amazonaws.com" on EKS).
 
 Control (tests only): configure(trust={role_arn: {subject, ..}}, audience,
-mode = ok | error500 | throttle | expired | hang), calls, issued.
+mode = ok | error500 | throttle | garbage | expired | hang), calls, issued.
 """
 
 import re
@@ -159,6 +159,9 @@ class StsStandin:
                                 f"<Message>stand-in failure</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
         if mode == "throttle":
             return error(400, "Throttling", "Rate exceeded")
+        if mode == "garbage":
+            call["outcome"] = "garbage"
+            return h.reply(200, "<html>this is not an STS answer</html>")
         if call["action"] != "AssumeRoleWithWebIdentity":
             return error(400, "InvalidAction", f"Could not find operation {call['action']} for version {call['version']}")
         if call["version"] != "2011-06-15":

@@ -6,6 +6,8 @@ import os
 import stat
 import time
 
+import pytest
+
 from conftest import ecr_env, request
 
 ECR = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
@@ -157,6 +159,15 @@ def test_no_cache_flag(plugin, standin):
         assert plugin.run(request(f"{ECR}/a"), env=env, args=["--no-cache"]).code == 0
     assert standin.call_count() == 2
     assert not plugin.cache_dir.exists()
+
+
+@pytest.mark.parametrize("value,cached", [("1", False), ("true", False), ("yes", False), ("0", True), ("false", True)])
+def test_no_cache_variable_takes_the_usual_boolean_spellings(plugin, standin, value, cached):
+    """PULLCRED_NO_CACHE=1 (as kubelet config `env` entries are usually
+    written) works like --no-cache; 0 and false leave the cache on."""
+    env = dict(ecr_env(standin.url), PULLCRED_NO_CACHE=value)
+    assert plugin.run(request(f"{ECR}/a"), env=env).code == 0
+    assert plugin.cache_dir.exists() == cached
 
 
 def test_a_hit_touches_no_network_no_sdk_config_no_tls_roots(plugin, standin, tmp_path):

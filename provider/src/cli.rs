@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};
 
 use crate::{deadline, logging, registry, run, sources};
@@ -36,7 +37,7 @@ struct Cli {
     cache_dir: Option<PathBuf>,
 
     /// Do not read or write the on-node cache.
-    #[arg(long, global = true, env = "PULLCRED_NO_CACHE")]
+    #[arg(long, global = true, env = "PULLCRED_NO_CACHE", value_parser = BoolishValueParser::new())]
     no_cache: bool,
 
     /// dockerconfigjson file with static registry credentials (repeatable; env: ':'-separated).
@@ -60,7 +61,7 @@ struct Cli {
     static_cache_duration: Duration,
 
     /// Do not check static credentials against the registry on a cache miss.
-    #[arg(long, global = true, env = "PULLCRED_NO_REGISTRY_CHECK")]
+    #[arg(long, global = true, env = "PULLCRED_NO_REGISTRY_CHECK", value_parser = BoolishValueParser::new())]
     no_registry_check: bool,
 
     /// Deadline for the whole run, at most 55s (the kubelet kills at 60s).
@@ -93,7 +94,7 @@ struct Cli {
     ecr_role_arn: Option<String>,
 
     /// Also read IRSA's eks.amazonaws.com/role-arn annotation as the pod's ECR role.
-    #[arg(long, global = true, env = "PULLCRED_ACCEPT_IRSA_ROLE_ARN")]
+    #[arg(long, global = true, env = "PULLCRED_ACCEPT_IRSA_ROLE_ARN", value_parser = BoolishValueParser::new())]
     accept_irsa_role_annotation: bool,
 
     /// Workload identity pool audience for pods' Google identities

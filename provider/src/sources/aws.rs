@@ -432,6 +432,21 @@ impl Intercept for BoundedBody {
     }
 }
 
+/// What the SDK's deserializer said about an unreadable answer, cut before
+/// any `Debug` dump of the parsed input (which quotes the response) and to
+/// at most 160 characters.
+fn parse_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let chain = error_chain(e);
+    // `Name { field: ... }`: where a Debug dump of parsed input begins.
+    let cut = chain.split(" { ").next().unwrap_or("").trim_end();
+    let short: String = cut.chars().take(160).collect();
+    if short.len() < cut.len() || cut.len() < chain.len() {
+        format!("{short}...")
+    } else {
+        short
+    }
+}
+
 /// One line saying what went wrong, without the request or response bodies.
 fn describe<E>(e: &SdkError<E, HttpResponse>) -> String
 where
@@ -441,7 +456,7 @@ where
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
             let Some(code) = se.err().code() else {
-                return format!("unreadable response (HTTP {status}): {}", error_chain(e));
+                return format!("unreadable response (HTTP {status}): {}", parse_error(e));
             };
             match se.err().message() {
                 Some(m) => format!("{code}: {} (HTTP {status})", m.replace(['\n', '\r'], " ")),
@@ -452,7 +467,7 @@ where
         SdkError::ResponseError(r) => format!(
             "unreadable response (HTTP {}): {}",
             r.raw().status().as_u16(),
-            error_chain(e)
+            parse_error(e)
         ),
         SdkError::DispatchFailure(d) => {
             let kind = if d.is_timeout() {
@@ -530,6 +545,22 @@ mod tests {
         for (host, want) in cases {
             assert_eq!(resolve(host), want, "{host}");
         }
+    }
+
+    #[test]
+    fn parse_errors_stop_before_debug_dumps() {
+        let e = std::io::Error::other(
+            "error parsing XML: invalid root, expected X got StartEl { name: Name { local: \"html\" } }",
+        );
+        assert_eq!(
+            parse_error(&e),
+            "error parsing XML: invalid root, expected X got StartEl..."
+        );
+        let plain = std::io::Error::other("unexpected token '<'. Expected one of '{', '['");
+        assert_eq!(
+            parse_error(&plain),
+            "unexpected token '<'. Expected one of '{', '['"
+        );
     }
 
     #[test]

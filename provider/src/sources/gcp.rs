@@ -165,16 +165,8 @@ fn metadata_value(path: &str, deadline: &Deadline) -> Result<String, SourceError
             crate::workload::GOOGLE_AUDIENCE_ANNOTATION
         ),
     };
-    let resp = retry_with_timeouts(deadline, METADATA_ATTEMPTS, |d| {
-        Client::new(d).get(&url, &[("Metadata-Flavor", "Google")])
-    })
-    .map_err(|e| fail(describe_http(&e, deadline)))?;
-    if !resp.is_success() {
-        return Err(fail(format!("HTTP {}", resp.status)));
-    }
-    if resp.header("metadata-flavor") != Some("Google") {
-        return Err(fail("the answer lacks `Metadata-Flavor: Google`".into()));
-    }
+    let resp = metadata_get(&url, deadline).map_err(|e| fail(describe_http(&e, deadline)))?;
+    metadata_answered(&resp).map_err(fail)?;
     let v = String::from_utf8_lossy(&resp.body).trim().to_string();
     if v.is_empty() || v.len() > 256 || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(fail("an empty or malformed value".into()));
@@ -253,10 +245,7 @@ fn metadata_token(deadline: &Deadline) -> Result<(Secret, i64), SourceError> {
         format!("{base}?scopes={}", percent_encode(&scopes.join(",")))
     };
     tracing::debug!(url = %base, "asking the metadata server for a token");
-    let resp = retry_with_timeouts(deadline, METADATA_ATTEMPTS, |attempt_deadline| {
-        Client::new(attempt_deadline).get(&url, &[("Metadata-Flavor", "Google")])
-    })
-    .map_err(|e| {
+    let resp = metadata_get(&url, deadline).map_err(|e| {
         let mut d = describe_http(&e, deadline);
         if std::env::var_os(METADATA_HOST_ENV).is_none() && e.kind != HttpErrorKind::Timeout {
             d.push_str(&format!(
@@ -265,16 +254,29 @@ fn metadata_token(deadline: &Deadline) -> Result<(Secret, i64), SourceError> {
         }
         fail(d)
     })?;
+    metadata_answered(&resp).map_err(fail)?;
+    parse_token_response(&resp.body, crate::run::now_unix()).map_err(fail)
+}
+
+/// A GET of the metadata server, with its header, retried as it needs.
+fn metadata_get(url: &str, deadline: &Deadline) -> Result<Response, HttpError> {
+    retry_with_timeouts(deadline, METADATA_ATTEMPTS, |attempt_deadline| {
+        Client::new(attempt_deadline).get(url, &[("Metadata-Flavor", "Google")])
+    })
+}
+
+/// A 2xx from a metadata server (`Metadata-Flavor: Google`), or why not.
+fn metadata_answered(resp: &Response) -> Result<(), String> {
     if !resp.is_success() {
-        return Err(fail(describe_status(&resp)));
+        return Err(describe_status(resp));
     }
     if resp.header("metadata-flavor") != Some("Google") {
-        return Err(fail(format!(
+        return Err(format!(
             "HTTP {}: the answer lacks the `Metadata-Flavor: Google` header, so it is not from a metadata server",
             resp.status
-        )));
+        ));
     }
-    parse_token_response(&resp.body, crate::run::now_unix()).map_err(fail)
+    Ok(())
 }
 
 /// Like [`http::with_retries`], but each attempt has its own short deadline

@@ -42,6 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from standins.base import b64url  # noqa: E402
 from standins.ecr import EcrStandin  # noqa: E402
 
 V1 = "credentialprovider.kubelet.k8s.io/v1"
@@ -479,14 +480,12 @@ def azure_rows(pullcred, home, work, miss_runs, hit_runs):
 def service_account_token(ns="team-a", name="builder", uid="0b8e4b52-4e49-4a8e-9a47-3c2f2d0d7b11"):
     """A Kubernetes-shaped service-account JWT (unsigned: moto's STS checks no
     signature; the tests use signed ones against a trust-checking stand-in)."""
-    def b64(b):
-        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
     now = int(time.time())
     claims = {"iss": "https://kubernetes.default.svc", "sub": f"system:serviceaccount:{ns}:{name}",
               "aud": ["sts.amazonaws.com"], "iat": now, "nbf": now, "exp": now + 3600,
               "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": name, "uid": uid}}}
-    header = b64(json.dumps({"alg": "RS256"}).encode())
-    return f"{header}.{b64(json.dumps(claims).encode())}.{b64(b'bench-signature')}"
+    header = b64url(json.dumps({"alg": "RS256"}).encode())
+    return f"{header}.{b64url(json.dumps(claims).encode())}.{b64url(b'bench-signature')}"
 
 
 def workload_rows(pullcred, home, work, moto, standin, miss_runs, hit_runs):

@@ -170,6 +170,15 @@ def plugin(tmp_path):
     return Plugin(tmp_path)
 
 
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory):
+    """A test CA and a server certificate for 127.0.0.1 and localhost signed
+    by it, (ca, cert, key), for the stand-ins that speak TLS."""
+    from standins.azure import make_ca_and_server_cert
+
+    return make_ca_and_server_cert(tmp_path_factory.mktemp("tls"))
+
+
 @pytest.fixture
 def standin():
     s = EcrStandin(on_token=register_secret)

@@ -21,7 +21,6 @@ Every token `mint` returns is registered with conftest's leak scan: a token
 that reaches pullcred's stderr fails the test, and the session.
 """
 
-import base64
 import hashlib
 import json
 import time
@@ -31,19 +30,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from conftest import V1, register_secret
+from standins.base import b64url, b64url_decode
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 # The audience a kubelet config asks for unless a test says otherwise
 # (tokenAttributes.serviceAccountTokenAudience).
 DEFAULT_AUDIENCE = "sts.amazonaws.com"
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64url_decode(s):
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
 class SigningKey:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SECRETS, free_port, register_secret, request
-from standins.azure import AzureStandin, make_ca_and_server_cert, make_client_cert
+from standins.azure import AzureStandin, make_client_cert
 
 ACR = "myreg.azurecr.io"
 GUID = "00000000-0000-0000-0000-000000000000"
@@ -22,11 +22,6 @@ GO_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(\d+)s$")
 def seconds(d):
     h, m, s = (int(x or 0) for x in GO_DURATION.match(d).groups())
     return h * 3600 + m * 60 + s
-
-
-@pytest.fixture(scope="session")
-def tls(tmp_path_factory):
-    return make_ca_and_server_cert(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

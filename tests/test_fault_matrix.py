@@ -99,11 +99,6 @@ def private(path, text):
 
 
 @pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    return make_ca_and_server_cert(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
 def other_ca(tmp_path_factory):
     """A CA that signed nothing any server here presents."""
     ca, _, _ = make_ca_and_server_cert(tmp_path_factory.mktemp("other-ca"))

@@ -43,7 +43,7 @@ import pytest
 import satoken
 from conftest import ACCESS_KEY, V1, ecr_env, free_port, register_secret
 from satoken import mint, sa_request, subject
-from standins.azure import ACR_SCOPE, AzureStandin, make_ca_and_server_cert
+from standins.azure import ACR_SCOPE, AzureStandin
 from standins.azure import JWT_BEARER as CLIENT_ASSERTION_TYPE
 from standins.gcp import ACCESS_TOKEN_TYPE, CLOUD_PLATFORM, TOKEN_EXCHANGE, GoogleStandin
 from standins.sts import StsStandin
@@ -1200,11 +1200,6 @@ def test_google_trace_logging_never_prints_the_token(plugin, google, genv):
 
 
 # ================================================================== Azure
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    return make_ca_and_server_cert(tmp_path_factory.mktemp("sa-tls"))
 
 
 @pytest.fixture

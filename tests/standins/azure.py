@@ -37,7 +37,6 @@ Access tokens are unsigned JWT-shaped strings with `tid` and `aud`; refresh
 tokens carry `exp` (default three hours, as ACR's do).
 """
 
-import base64
 import datetime
 import hashlib
 import json
@@ -51,20 +50,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from .base import QuietHandler, start, tls_server_context
+from .base import QuietHandler, b64url, b64url_decode, start, tls_server_context
 
 ACR_RESOURCE = "https://containerregistry.azure.net"
 ACR_SCOPE = ACR_RESOURCE + "/.default"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TENANT = "72f988bf-0000-4000-8000-standintenant"
-
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64url_decode(s):
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
 def fake_jwt(claims):

@@ -6,8 +6,10 @@ QuietServer: a ThreadingHTTPServer that neither prints client errors nor
 waits for its handlers on close.
 start(): one of those on 127.0.0.1:<free port>, optionally TLS, serving in a
 daemon thread, with .port, .host, .url and .thread set.
+b64url(), b64url_decode(): JWT's unpadded base64url (RFC 7515 section 2).
 """
 
+import base64
 import json
 import socket
 import ssl
@@ -75,6 +77,14 @@ class QuietServer(ThreadingHTTPServer):
     def close(self):
         self.shutdown()
         self.server_close()
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
 def tls_server_context(cert, key):

@@ -56,7 +56,6 @@ X-aws-ec2-metadata-token) for the aws1 credential source.
 Control (tests only): configure(**kw); calls; tokens.
 """
 
-import base64
 import hashlib
 import hmac
 import json
@@ -66,7 +65,7 @@ import time
 import urllib.parse
 from datetime import datetime, timezone
 
-from .base import QuietHandler, start
+from .base import QuietHandler, b64url_decode, start
 
 METADATA_TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token"
 METADATA_EMAIL = "/computeMetadata/v1/instance/service-accounts/default/email"
@@ -82,10 +81,6 @@ ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 AWS_TOKEN_TYPE = "urn:ietf:params:aws:token-type:aws4_request"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
-
-
-def b64url_decode(s):
-    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
 def rsa_pkcs1_sha256_verify(n, e, message, signature):

@@ -162,7 +162,9 @@ struct MatchArgs {
     /// A service account token to send to tokenAttributes providers.
     #[arg(long, value_name = "FILE")]
     service_account_token_file: Option<PathBuf>,
-    /// A service account annotation to send (repeatable).
+    /// An annotation of the pod's service account (repeatable). As with the
+    /// kubelet, only the keys tokenAttributes lists reach the plugin, and a
+    /// missing required key means the plugin is not run.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_pair)]
     service_account_annotation: Vec<(String, String)>,
     /// Exec timeout in seconds (the kubelet's is 60).
@@ -484,12 +486,55 @@ fn match_cmd(a: MatchArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             failed = true;
             continue;
         }
-        let sa_for = if uses_token { sa.as_ref() } else { None };
+        // Only the annotations tokenAttributes lists reach the plugin, and
+        // a missing required one means the kubelet does not run it.
+        let sa_for = match (&p.token_attributes, &sa) {
+            (Some(t), Some(sa)) if uses_token => {
+                match exec::service_account_annotations(t, &sa.annotations) {
+                    Err(missing) => {
+                        let _ = writeln!(
+                            out,
+                            "provider {:?}: not run: the service account lacks required annotation(s) {}; \
+                             the kubelet does not run the plugin and uses no credentials from it",
+                            p.name,
+                            missing
+                                .iter()
+                                .map(|k| format!("{k:?}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                        failed = true;
+                        continue;
+                    }
+                    Ok(passed) => {
+                        let dropped: Vec<String> = sa
+                            .annotations
+                            .keys()
+                            .filter(|k| !passed.contains_key(*k))
+                            .map(|k| format!("{k:?}"))
+                            .collect();
+                        if !dropped.is_empty() {
+                            let _ = writeln!(
+                                out,
+                                "provider {:?}: not passed to the plugin (not listed in tokenAttributes): {}",
+                                p.name,
+                                dropped.join(", ")
+                            );
+                        }
+                        Some(ServiceAccount {
+                            token: sa.token.clone(),
+                            annotations: passed,
+                        })
+                    }
+                }
+            }
+            _ => None,
+        };
         match exec::run_plugin(
             &bin_dir,
             p,
             &image,
-            sa_for,
+            sa_for.as_ref(),
             Duration::from_secs(a.timeout_secs),
         ) {
             Err(e) => {

@@ -6,6 +6,15 @@
 //! at the first problem; [`decode`] finds them all (each with the line the
 //! YAML parser gives), then keeps what is well-typed so the config rules can
 //! still be checked and reported in the same run.
+//!
+//! The field set depends on the file's `apiVersion`: `tokenAttributes` exists
+//! only in `kubelet.config.k8s.io/v1` (the v1beta1 and v1alpha1 Go types have
+//! no such field, so strict decoding rejects it there as unknown).
+//!
+//! A YAML file is read up to the end of its first document, as the kubelet's
+//! decoder (`sigs.k8s.io/yaml`, one `yaml.Unmarshal`) does: anything after a
+//! second `---` is never looked at, and [`Decoded::ignored_document_line`]
+//! says where it starts.
 
 use std::fmt;
 
@@ -21,6 +30,8 @@ pub const CONFIG_API_VERSIONS: [&str; 3] = [
 ];
 /// The preferred config `apiVersion`.
 pub const CONFIG_API_VERSION: &str = CONFIG_API_VERSIONS[0];
+/// The only config `apiVersion` with `tokenAttributes`.
+pub const CONFIG_API_V1: &str = CONFIG_API_VERSIONS[0];
 /// The exec protocol `apiVersion`s a provider entry may name.
 pub const PROVIDER_API_VERSIONS: [&str; 3] = [
     "credentialprovider.kubelet.k8s.io/v1",
@@ -158,6 +169,12 @@ pub struct SchemaProblem {
 #[non_exhaustive]
 pub enum SchemaProblemKind {
     UnknownField,
+    /// A field of a newer config version in a file of an older one
+    /// (`tokenAttributes` in `v1beta1`/`v1alpha1`); `version` is the file's.
+    UnknownFieldInVersion {
+        version: String,
+        needs: &'static str,
+    },
     WrongType {
         expected: &'static str,
         found: &'static str,
@@ -174,6 +191,10 @@ impl fmt::Display for SchemaProblemKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SchemaProblemKind::UnknownField => f.write_str("strict decoding error: unknown field"),
+            SchemaProblemKind::UnknownFieldInVersion { version, needs } => write!(
+                f,
+                "strict decoding error: unknown field (it exists only in {needs}; this file is {version})"
+            ),
             SchemaProblemKind::WrongType { expected, found } => {
                 write!(
                     f,
@@ -201,17 +222,83 @@ impl fmt::Display for SchemaProblemKind {
 pub struct Decoded {
     pub config: CredentialProviderConfig,
     pub problems: Vec<SchemaProblem>,
+    /// YAML only: the line where a second document starts. The kubelet reads
+    /// the first document of a file and ignores the rest.
+    pub ignored_document_line: Option<u64>,
 }
 
 /// Decodes a config file's text (YAML or JSON, see [`Format::sniff`]).
 pub fn decode(text: &str) -> Result<Decoded, SyntaxError> {
+    let (text, ignored_document_line) = match Format::sniff(text) {
+        Format::Json => (text, None),
+        Format::Yaml => first_yaml_document(text),
+    };
     let root = parse_tree(text)?;
     let mut walk = Walk::default();
     let config = walk.config(&root);
     Ok(Decoded {
         config,
         problems: walk.problems,
+        ignored_document_line,
     })
+}
+
+/// The text of a YAML stream's first document, and the line (from 1) where
+/// the next document starts when one follows with any content.
+///
+/// Document markers (`---` or `...` at the start of a line, then a blank or
+/// the end of the line) cannot occur inside any YAML scalar, so a line scan
+/// finds them. A `---` before the first document's content opens that
+/// document; after content, a `---` or `...` ends it. What follows counts as
+/// a second document only if it holds more than blanks, comments and markers.
+pub fn first_yaml_document(text: &str) -> (&str, Option<u64>) {
+    fn marker(line: &str, m: &str) -> bool {
+        line.strip_prefix(m)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']))
+    }
+    fn is_content(line: &str) -> bool {
+        let t = line.trim();
+        !t.is_empty() && !t.starts_with('#')
+    }
+    // Where the first document ends (byte offset), and the line that
+    // starts the next one (a `---`, or the first content after `...`).
+    let mut started = false;
+    let mut end: Option<usize> = None;
+    let mut next_start: Option<u64> = None;
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches('\n');
+        let number = i as u64 + 1;
+        let dashes = marker(bare, "---");
+        let dots = marker(bare, "...");
+        match end {
+            None => {
+                if started && (dashes || dots) {
+                    end = Some(offset);
+                    if dashes {
+                        next_start = Some(number);
+                        if is_content(&bare[3..]) {
+                            return (&text[..offset], Some(number));
+                        }
+                    }
+                } else if dashes || (is_content(bare) && !bare.starts_with('%')) {
+                    started = true;
+                }
+            }
+            Some(e) => {
+                if dashes {
+                    next_start.get_or_insert(number);
+                    if is_content(&bare[3..]) {
+                        return (&text[..e], next_start);
+                    }
+                } else if !dots && is_content(bare) && !bare.starts_with('%') {
+                    return (&text[..e], Some(*next_start.get_or_insert(number)));
+                }
+            }
+        }
+        offset += line.len();
+    }
+    (&text[..end.unwrap_or(text.len())], None)
 }
 
 /// Decodes strictly, as the kubelet does: the config, or the first problem.
@@ -232,6 +319,33 @@ struct Node {
     value: Value,
 }
 
+/// A mapping key and the line it is on (a mapping-valued field's own line,
+/// where its value's line is that of its first child).
+#[derive(Debug, Clone, PartialEq)]
+struct Key {
+    name: String,
+    line: Option<u64>,
+}
+
+impl std::ops::Deref for Key {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.name
+    }
+}
+
+impl PartialEq<str> for Key {
+    fn eq(&self, other: &str) -> bool {
+        self.name == other
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Value {
     Null,
@@ -239,7 +353,7 @@ enum Value {
     Number,
     String(String),
     Seq(Vec<Node>),
-    Map(Vec<(String, Node)>),
+    Map(Vec<(Key, Node)>),
 }
 
 impl Value {
@@ -270,6 +384,11 @@ impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
         d.deserialize_any(ValueVisitor)
     }
+}
+
+thread_local! {
+    /// Set while the YAML reader builds a tree (see [`parse_tree`]).
+    static YAML_KEYS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 struct ValueVisitor;
@@ -321,11 +440,36 @@ impl<'de> serde::de::Visitor<'de> for ValueVisitor {
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut entries = Vec::new();
-        while let Some(key) = map.next_key::<String>()? {
+        loop {
+            // Only the YAML reader can say where a key is; serde_json's map
+            // keys cannot be read as `Spanned`.
+            let key = if YAML_KEYS.with(|k| k.get()) {
+                match map.next_key::<serde_saphyr::Spanned<String>>()? {
+                    None => break,
+                    Some(k) => {
+                        let line = k.referenced.line();
+                        Key {
+                            name: k.value,
+                            line: (line > 0).then_some(line),
+                        }
+                    }
+                }
+            } else {
+                match map.next_key::<String>()? {
+                    None => break,
+                    Some(name) => Key { name, line: None },
+                }
+            };
             let value = map.next_value::<Node>()?;
             // The kubelet's strict decoding rejects a repeated field.
-            if entries.iter().any(|(k, _)| *k == key) {
-                return Err(serde::de::Error::custom(format!("duplicate field {key:?}")));
+            if entries
+                .iter()
+                .any(|(k, _): &(Key, Node)| k.name == key.name)
+            {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate field {:?}",
+                    key.name
+                )));
             }
             entries.push((key, value));
         }
@@ -343,8 +487,17 @@ fn parse_tree(text: &str) -> Result<Node, SyntaxError> {
         }),
         Format::Yaml => {
             let options = serde_saphyr::options! { with_snippet: false };
+            struct YamlKeys;
+            impl Drop for YamlKeys {
+                fn drop(&mut self) {
+                    YAML_KEYS.with(|k| k.set(false));
+                }
+            }
+            YAML_KEYS.with(|k| k.set(true));
+            let guard = YamlKeys;
             let parsed: Result<Option<Node>, _> =
                 serde_saphyr::from_str_with_options(text, options);
+            drop(guard);
             match parsed {
                 Ok(Some(node)) => Ok(node),
                 Ok(None) => Ok(Node {
@@ -392,6 +545,9 @@ fn json_message(e: &serde_json::Error) -> String {
 struct Walk {
     problems: Vec<SchemaProblem>,
     provider: Option<usize>,
+    /// The file's `apiVersion` when it is a known one other than v1: fields
+    /// of v1 only are unknown there.
+    older_version: Option<String>,
 }
 
 impl Walk {
@@ -436,7 +592,7 @@ impl Walk {
         }
     }
 
-    fn entries<'n>(&mut self, field: &str, node: &'n Node) -> Option<&'n [(String, Node)]> {
+    fn entries<'n>(&mut self, field: &str, node: &'n Node) -> Option<&'n [(Key, Node)]> {
         match &node.value {
             Value::Map(entries) => Some(entries),
             Value::Null => None,
@@ -461,6 +617,17 @@ impl Walk {
             }
         };
         let (mut kind_line, mut version_line) = (root.line, root.line);
+        // The Go type is chosen by apiVersion before any field is read.
+        self.older_version = entries.iter().find_map(|(key, node)| match &node.value {
+            Value::String(v)
+                if key == "apiVersion"
+                    && v != CONFIG_API_V1
+                    && CONFIG_API_VERSIONS.contains(&v.as_str()) =>
+            {
+                Some(v.clone())
+            }
+            _ => None,
+        });
         for (key, node) in entries {
             match key.as_str() {
                 "kind" => {
@@ -483,7 +650,11 @@ impl Walk {
                     Value::Null => {}
                     _ => self.wrong_type("providers", node, "a list"),
                 },
-                other => self.problem(other, node.line, SchemaProblemKind::UnknownField),
+                other => self.problem(
+                    other,
+                    key.line.or(node.line),
+                    SchemaProblemKind::UnknownField,
+                ),
             }
         }
         if config.kind.is_empty() {
@@ -537,6 +708,17 @@ impl Walk {
                     Value::Null => {}
                     _ => self.wrong_type("providers.env", node, "a list"),
                 },
+                "tokenAttributes" if self.older_version.is_some() => {
+                    let version = self.older_version.clone().unwrap_or_default();
+                    self.problem(
+                        "providers.tokenAttributes",
+                        key.line.or(node.line),
+                        SchemaProblemKind::UnknownFieldInVersion {
+                            version,
+                            needs: CONFIG_API_V1,
+                        },
+                    );
+                }
                 "tokenAttributes" => {
                     if let Some(entries) = self.entries("providers.tokenAttributes", node) {
                         p.token_attributes = Some(self.token_attributes(entries));
@@ -544,7 +726,7 @@ impl Walk {
                 }
                 other => self.problem(
                     &format!("providers.{other}"),
-                    node.line,
+                    key.line.or(node.line),
                     SchemaProblemKind::UnknownField,
                 ),
             }
@@ -563,7 +745,7 @@ impl Walk {
                 "value" => var.value = self.string("providers.env.value", node),
                 other => self.problem(
                     &format!("providers.env.{other}"),
-                    node.line,
+                    key.line.or(node.line),
                     SchemaProblemKind::UnknownField,
                 ),
             }
@@ -571,7 +753,7 @@ impl Walk {
         var
     }
 
-    fn token_attributes(&mut self, entries: &[(String, Node)]) -> TokenAttributes {
+    fn token_attributes(&mut self, entries: &[(Key, Node)]) -> TokenAttributes {
         const BASE: &str = "providers.tokenAttributes";
         let mut t = TokenAttributes::default();
         for (key, node) in entries {
@@ -592,7 +774,11 @@ impl Walk {
                 "optionalServiceAccountAnnotationKeys" => {
                     t.optional_service_account_annotation_keys = self.strings(&field, node)
                 }
-                _ => self.problem(&field, node.line, SchemaProblemKind::UnknownField),
+                _ => self.problem(
+                    &field,
+                    key.line.or(node.line),
+                    SchemaProblemKind::UnknownField,
+                ),
             }
         }
         t
@@ -684,6 +870,70 @@ providers:
         let e = decode("{\"kind\": \"a\",\n \"kind\": \"b\"}").unwrap_err();
         assert_eq!((e.format, e.line), (Format::Json, Some(2)));
         assert!(e.message.contains("duplicate field \"kind\""), "{e}");
+    }
+
+    #[test]
+    fn only_the_first_yaml_document_is_read() {
+        let cases: [(&str, &str, Option<u64>); 9] = [
+            ("a: 1\n", "a: 1\n", None),
+            ("a: 1\n---\nb: 2\n", "a: 1\n", Some(2)),
+            ("---\na: 1\n---\nb: 2\n", "---\na: 1\n", Some(3)),
+            (
+                "# c\n%YAML 1.2\n---\na: 1\n...\n",
+                "# c\n%YAML 1.2\n---\na: 1\n",
+                None,
+            ),
+            ("a: 1\n...\n# done\n", "a: 1\n", None),
+            ("a: 1\n---\n# only a comment\n", "a: 1\n", None),
+            ("a: 1\n--- {b: 2}\n", "a: 1\n", Some(2)),
+            ("a: |\n  ---x\n  text\n", "a: |\n  ---x\n  text\n", None),
+            ("a: 1\n...\nb: 2\n", "a: 1\n", Some(3)),
+        ];
+        for (text, first, line) in cases {
+            assert_eq!(first_yaml_document(text), (first, line), "{text:?}");
+        }
+        let d = decode("kind: CredentialProviderConfig\n---\nkind: [\n").unwrap();
+        assert_eq!(d.ignored_document_line, Some(2));
+        assert_eq!(d.config.kind, CONFIG_KIND);
+        // JSON is never split.
+        let j = decode("{\"kind\": \"x\"}\n---\n").unwrap_err();
+        assert_eq!(j.format, Format::Json);
+    }
+
+    #[test]
+    fn token_attributes_exist_only_in_config_v1() {
+        let with = |version: &str| {
+            BASE.replace(
+                "credentialprovider.kubelet.k8s.io/v1alpha1",
+                "credentialprovider.kubelet.k8s.io/v1",
+            )
+            .replace(
+                "apiVersion: kubelet.config.k8s.io/v1\n",
+                &format!("apiVersion: {version}\n"),
+            ) + "    tokenAttributes:\n      serviceAccountTokenAudience: a\n"
+        };
+        assert!(
+            decode(&with("kubelet.config.k8s.io/v1"))
+                .unwrap()
+                .problems
+                .is_empty()
+        );
+        for v in [
+            "kubelet.config.k8s.io/v1beta1",
+            "kubelet.config.k8s.io/v1alpha1",
+        ] {
+            let d = decode(&with(v)).unwrap();
+            assert_eq!(d.problems.len(), 1, "{v}: {:?}", d.problems);
+            assert_eq!(d.problems[0].field, "providers.tokenAttributes");
+            // The key's own line, not its first child's.
+            assert_eq!(d.problems[0].line, Some(8));
+            assert!(matches!(
+                d.problems[0].kind,
+                SchemaProblemKind::UnknownFieldInVersion { .. }
+            ));
+            assert!(d.problems[0].kind.to_string().contains("unknown field"));
+            assert_eq!(d.config.providers[0].token_attributes, None);
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::CredentialProvider;
+use crate::config::{CredentialProvider, TokenAttributes};
 use crate::duration::GoDuration;
 
 /// The kubelet's exec timeout.
@@ -137,14 +137,44 @@ pub fn request_line(
         "kind": "CredentialProviderRequest",
         "image": image,
     });
+    // Both fields are `omitempty` in the v1 Go type.
     if let Some(sa) = sa {
-        req["serviceAccountToken"] = serde_json::Value::String(sa.token.clone());
-        req["serviceAccountAnnotations"] =
-            serde_json::to_value(&sa.annotations).unwrap_or_default();
+        if !sa.token.is_empty() {
+            req["serviceAccountToken"] = serde_json::Value::String(sa.token.clone());
+        }
+        if !sa.annotations.is_empty() {
+            req["serviceAccountAnnotations"] =
+                serde_json::to_value(&sa.annotations).unwrap_or_default();
+        }
     }
     let mut line = req.to_string();
     line.push('\n');
     line
+}
+
+/// The annotations the kubelet passes a plugin, from a service account's
+/// (`getServiceAccountData` in pkg/credentialprovider/plugin/plugin.go): each
+/// required key (exact, case-sensitive), then each optional key present;
+/// nothing else. `Err` lists the required keys the service account lacks:
+/// the kubelet then does not run the plugin at all.
+pub fn service_account_annotations(
+    t: &TokenAttributes,
+    given: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, Vec<String>> {
+    let missing: Vec<String> = t
+        .required_service_account_annotation_keys
+        .iter()
+        .filter(|k| !given.contains_key(*k))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    Ok(t.required_service_account_annotation_keys
+        .iter()
+        .chain(&t.optional_service_account_annotation_keys)
+        .filter_map(|k| given.get(k).map(|v| (k.clone(), v.clone())))
+        .collect())
 }
 
 /// Checks a response as the kubelet would.
@@ -262,4 +292,66 @@ pub fn run_plugin(
     let response = decode_response(&stdout, &provider.api_version)
         .map_err(|why| ExecError::BadResponse { path, why })?;
     Ok((response, stderr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(required: &[&str], optional: &[&str]) -> TokenAttributes {
+        TokenAttributes {
+            service_account_token_audience: "aud".into(),
+            cache_type: "ServiceAccount".into(),
+            require_service_account: Some(true),
+            required_service_account_annotation_keys: required
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            optional_service_account_annotation_keys: optional
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn only_listed_annotations_pass_and_required_ones_gate_the_run() {
+        let given = map(&[("a/req", "1"), ("a/opt", "2"), ("a/other", "3")]);
+        assert_eq!(
+            service_account_annotations(&attrs(&["a/req"], &["a/opt", "a/gone"]), &given),
+            Ok(map(&[("a/req", "1"), ("a/opt", "2")]))
+        );
+        assert_eq!(
+            service_account_annotations(&attrs(&["a/req", "A/Req", "b/x"], &[]), &given),
+            Err(vec!["A/Req".to_string(), "b/x".to_string()])
+        );
+        assert_eq!(
+            service_account_annotations(&attrs(&[], &[]), &given),
+            Ok(BTreeMap::new())
+        );
+    }
+
+    #[test]
+    fn empty_token_fields_are_omitted_from_the_request() {
+        let p = CredentialProvider {
+            api_version: "credentialprovider.kubelet.k8s.io/v1".into(),
+            ..Default::default()
+        };
+        let sa = ServiceAccount {
+            token: "t".into(),
+            annotations: BTreeMap::new(),
+        };
+        let v: serde_json::Value = serde_json::from_str(&request_line(&p, "i", Some(&sa))).unwrap();
+        assert_eq!(v["serviceAccountToken"], "t");
+        assert!(v.get("serviceAccountAnnotations").is_none(), "{v}");
+        let v: serde_json::Value = serde_json::from_str(&request_line(&p, "i", None)).unwrap();
+        assert!(v.get("serviceAccountToken").is_none(), "{v}");
+    }
 }

@@ -1,9 +1,13 @@
 //! Reading the config flag's target: one file, or (since Kubernetes 1.34) a
 //! directory of them.
 //!
-//! Directory mode follows the kubelet: entries named `*.json`, `*.yaml` or
-//! `*.yml` (case-sensitive), in lexicographic order of their names; other
-//! entries are skipped; no such entry is an error. Entries are not recursed
+//! Directory mode follows the kubelet (`readCredentialProviderConfig` in
+//! pkg/credentialprovider/plugin/config.go): entries whose Go
+//! `filepath.Ext` is `.json`, `.yaml` or `.yml` (case-sensitive, so a file
+//! named exactly `.json` counts and `a.YAML` does not) and that are not
+//! directories (a subdirectory named `sub.yaml` is skipped; as Go's
+//! `DirEntry.IsDir`, a symlink is not a directory here), in lexicographic
+//! order of their names; no such entry is an error. Entries are not recursed
 //! into, so a symlink loop cannot make us spin: opening it fails at once
 //! (`ELOOP`) and is reported for that entry, the other files still read.
 //!
@@ -130,6 +134,13 @@ pub fn read_text(path: &Path) -> Result<String, LoadError> {
     Ok(text)
 }
 
+/// Go's `filepath.Ext` of a file name, without its dot: what follows the
+/// last `.` (`.json` gives `json`; `a.tar.yaml` gives `yaml`).
+fn go_ext(name: &[u8]) -> Option<&[u8]> {
+    let dot = name.iter().rposition(|&b| b == b'.')?;
+    Some(&name[dot + 1..])
+}
+
 /// What the config flag names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -148,11 +159,12 @@ pub fn config_files(path: &Path) -> Result<(Mode, Vec<PathBuf>), LoadError> {
     for entry in fs::read_dir(path).map_err(|e| io_error(path, e))? {
         let entry = entry.map_err(|e| io_error(path, e))?;
         let name = entry.file_name();
-        let wanted = Path::new(&name)
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| DIR_EXTENSIONS.contains(&e));
-        if wanted {
+        let wanted = go_ext(name.as_encoded_bytes())
+            .is_some_and(|e| DIR_EXTENSIONS.iter().any(|x| x.as_bytes() == e));
+        // Not followed: a symlink to a directory is kept (and then fails to
+        // read, as in the kubelet).
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if wanted && !is_dir {
             names.push(name);
         }
     }

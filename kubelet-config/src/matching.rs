@@ -455,6 +455,32 @@ pub fn auth_key_matches(key: &str, image: &str) -> bool {
     normalize_auth_key(key).is_some_and(|k| glob_matches(&k, image).unwrap_or(false))
 }
 
+/// A one-line warning for a docker-config (or `auth`) key whose path does not
+/// end at a `/`, or `None` when the key has no path or ends with `/`.
+///
+/// The kubelet compares a key's path with the image's as a plain string
+/// prefix (`strings.HasPrefix(targetURL.Path, globURL.Path)` in `URLsMatch`,
+/// pkg/credentialprovider/keyring.go; see [`glob_matches`]), so
+/// `registry.example.com/dockerhub-cache` also matches
+/// `registry.example.com/dockerhub-cache-attacker/x`. A trailing `/` is kept
+/// by the kubelet's key parsing (only a path of exactly `/` is dropped, and a
+/// leading `/v1/` or `/v2/`), so `registry.example.com/dockerhub-cache/`
+/// matches only repositories under that path. The warning never holds
+/// anything but the key.
+pub fn path_key_prefix_warning(key: &str) -> Option<String> {
+    let normalized = normalize_auth_key(key)?;
+    let (host, path) = normalized.split_once('/')?;
+    if path.is_empty() || path.ends_with('/') {
+        return None;
+    }
+    let key = shorten(key);
+    let (host, path) = (shorten(host), shorten(path));
+    Some(format!(
+        "key {key:?} is a plain string prefix to the kubelet: it also matches longer repository names \
+         such as {host}/{path}-other/app; write it as \"{host}/{path}/\" to limit it to repositories under {path}/"
+    ))
+}
+
 /// Which `auth` keys the kubelet would use for an image, and how it chose.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSelection<'a> {
@@ -1053,5 +1079,65 @@ mod normalize_tests {
         ] {
             assert_eq!(normalize_image(input), want, "{input}");
         }
+    }
+}
+
+#[cfg(test)]
+mod path_key_tests {
+    use super::{auth_key_matches, path_key_prefix_warning};
+
+    /// The kubelet's path rule is a plain string prefix (keyring.go
+    /// `URLsMatch`): the bare key leaks to a longer name, the trailing-`/`
+    /// form does not, and still serves the project's repositories.
+    #[test]
+    fn a_bare_path_key_is_a_prefix_and_a_trailing_slash_confines_it() {
+        let bare = "registry.example.com/dockerhub-cache";
+        let confined = "registry.example.com/dockerhub-cache/";
+        let attacker = "registry.example.com/dockerhub-cache-attacker/x";
+        let own = "registry.example.com/dockerhub-cache/library/nginx";
+        assert!(auth_key_matches(bare, attacker));
+        assert!(auth_key_matches(bare, own));
+        assert!(!auth_key_matches(confined, attacker));
+        assert!(auth_key_matches(confined, own));
+        // Same with a scheme and a /v2/ prefix, as docker configs write keys.
+        assert!(!auth_key_matches(
+            "https://registry.example.com/v2/dockerhub-cache/",
+            attacker
+        ));
+        assert!(auth_key_matches(
+            "https://registry.example.com/v2/dockerhub-cache/",
+            own
+        ));
+    }
+
+    #[test]
+    fn warns_only_for_paths_without_a_trailing_slash() {
+        let w = path_key_prefix_warning("registry.example.com/dockerhub-cache").unwrap();
+        assert!(!w.contains('\n'));
+        assert!(
+            w.contains("\"registry.example.com/dockerhub-cache\""),
+            "{w}"
+        );
+        assert!(
+            w.contains("\"registry.example.com/dockerhub-cache/\""),
+            "{w}"
+        );
+        assert!(w.contains("dockerhub-cache-other"), "{w}");
+        let w = path_key_prefix_warning("https://harbor.example.com:8443/v2/team-a/app").unwrap();
+        assert!(w.contains("\"harbor.example.com:8443/team-a/app/\""), "{w}");
+        for none in [
+            "registry.example.com",
+            "registry.example.com/",
+            "https://index.docker.io/v1/",
+            "https://harbor.example.com/v2/",
+            "registry.example.com/dockerhub-cache/",
+            "registry.local:5000",
+            "%zz/x",
+        ] {
+            assert_eq!(path_key_prefix_warning(none), None, "{none}");
+        }
+        // Long keys are shortened, never the whole of an absurd input.
+        let long = format!("r.io/{}", "p".repeat(5000));
+        assert!(path_key_prefix_warning(&long).unwrap().len() < 1000);
     }
 }

@@ -2,23 +2,27 @@
 //! pullcred's own warnings, reported as [`Finding`]s: every one, not the
 //! first.
 //!
-//! Kubelet rules (errors): strict decoding (see [`crate::config`]); at least
-//! one provider; per provider: a `name` that is not empty, has no `/` or
-//! space, is not `.` or `..` and is not repeated (across files in directory
-//! mode too); at least one `matchImages` entry, each parsing as
-//! URL("https://" + glob); `defaultCacheDuration` present and not negative;
-//! `apiVersion` one of the exec protocol versions; `tokenAttributes` only with
-//! the service account token feature gate on and exec protocol v1, with an
-//! audience, a `cacheType` of `ServiceAccount` or `Token`,
+//! Kubelet rules (errors): strict decoding (see [`crate::config`]; this
+//! includes `tokenAttributes` being an unknown field in a `v1beta1` or
+//! `v1alpha1` file); at least one provider; per provider: a `name` that is not
+//! empty, has no `/` or space, is not `.` or `..` and is not repeated (across
+//! files in directory mode too); at least one `matchImages` entry, each
+//! parsing as URL("https://" + glob); `defaultCacheDuration` present and not
+//! negative; `apiVersion` one of the exec protocol versions; `tokenAttributes`
+//! only with the service account token feature gate on and exec protocol v1,
+//! with an audience, a `cacheType` of `ServiceAccount` or `Token`,
 //! `requireServiceAccount` set (and true when required annotation keys are
-//! listed), annotation keys that are qualified names, none repeated within a
-//! list, none both required and optional.
+//! listed), annotation keys that are qualified names once lower-cased, none
+//! repeated within a list, none both required and optional. With `--bin-dir`,
+//! the registration checks too: the directory exists, and each plugin is
+//! there, not a directory, and executable.
 //!
-//! pullcred's warnings: the plugin binary is missing from `--bin-dir` (or not
-//! executable); a glob claims a cloud's registry domain but can match none of
-//! its hosts; a glob's host label is a malformed pattern; a glob carries a
-//! scheme; `defaultCacheDuration` outlives the tokens of the clouds the
-//! provider serves.
+//! pullcred's warnings: a glob claims a cloud's registry domain but can match
+//! none of its hosts; a glob's host label is a malformed pattern; a glob
+//! carries a scheme; `defaultCacheDuration` outlives the tokens of the clouds
+//! the provider serves; a YAML file holds a second document (the kubelet
+//! ignores it); a `--docker-config` file has a path-scoped key that does not
+//! end at a `/` (a plain string prefix to the kubelet).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -185,6 +189,21 @@ pub fn validate_path(path: &Path, opts: &ValidateOptions) -> Report {
         }
     };
     report.mode = Some(mode);
+    // The kubelet looks at the bin dir before anything else; when it is
+    // unusable, say so once rather than once per provider.
+    let mut file_opts = opts.clone();
+    if let Some(dir) = &opts.bin_dir
+        && let Err(why) = check_bin_dir(dir)
+    {
+        report.findings.push(finding(
+            Severity::Error,
+            None,
+            "",
+            format!("--bin-dir: {why}"),
+        ));
+        file_opts.bin_dir = None;
+    }
+    let opts = &file_opts;
     // name -> first file that has it (directory mode duplicates).
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     for file in files {
@@ -279,6 +298,19 @@ pub fn validate_text(
             )
         })
         .collect();
+    if let Some(line) = decoded.ignored_document_line {
+        findings.push(Finding {
+            line: Some(line),
+            ..finding(
+                Severity::Warning,
+                None,
+                "",
+                "a second YAML document starts here; the kubelet reads only the first document of a file \
+                 and ignores the rest (in directory mode, give each config its own file)"
+                    .into(),
+            )
+        });
+    }
     findings.extend(validate_config(&decoded.config, opts));
     (Some(decoded.config), findings)
 }
@@ -308,8 +340,12 @@ pub fn validate_config(config: &CredentialProviderConfig, opts: &ValidateOptions
         check_api_version(p, &mut push);
         check_token_attributes(p, opts, &mut push);
         check_env(p, &mut push);
+        check_docker_config_keys(p, &mut push);
         if let Some(dir) = &opts.bin_dir {
-            check_binary(p, dir, &mut push);
+            match check_bin_dir(dir) {
+                Ok(()) => check_binary(p, dir, &mut push),
+                Err(why) => push(Severity::Error, "providers.name", why),
+            }
         }
     }
     out
@@ -552,7 +588,7 @@ fn check_token_attributes(p: &CredentialProvider, opts: &ValidateOptions, push: 
         let field = format!("{F}.{list}");
         let mut seen = BTreeSet::new();
         for key in keys {
-            if let Err(why) = check_qualified_name(key) {
+            if let Err(why) = check_annotation_key(key) {
                 push(
                     Severity::Error,
                     &field,
@@ -628,6 +664,107 @@ fn check_identity_annotations(
     }
 }
 
+/// The docker config files a pullcred entry reads: every `--docker-config`
+/// in `args` (`--docker-config F` or `--docker-config=F`), else the entry's
+/// `PULLCRED_DOCKER_CONFIG` (`:`-separated), as pullcred's own flag parsing.
+pub fn docker_config_paths(p: &CredentialProvider) -> Vec<PathBuf> {
+    const FLAG: &str = "--docker-config";
+    let mut out = Vec::new();
+    let mut args = p.args.iter();
+    while let Some(a) = args.next() {
+        if a == "--" {
+            break;
+        }
+        if a == FLAG {
+            if let Some(v) = args.next() {
+                out.push(PathBuf::from(v));
+            }
+        } else if let Some(v) = a.strip_prefix(FLAG).and_then(|r| r.strip_prefix('=')) {
+            out.push(PathBuf::from(v));
+        }
+    }
+    if out.is_empty()
+        && let Some(var) = p
+            .env
+            .iter()
+            .rev()
+            .find(|e| e.name == "PULLCRED_DOCKER_CONFIG")
+    {
+        out.extend(
+            var.value
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+        );
+    }
+    out
+}
+
+/// The registry keys of a dockerconfigjson document (`auths`, or the older
+/// `.dockercfg` map), without touching the credentials; `None` when it is not
+/// such a document.
+pub fn docker_config_keys(bytes: &[u8]) -> Option<Vec<String>> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let map = doc.as_object()?;
+    let keys = match map.get("auths") {
+        Some(auths) => auths.as_object()?.keys().cloned().collect(),
+        None => map
+            .iter()
+            .filter(|(_, v)| v.is_object())
+            .map(|(k, _)| k.clone())
+            .collect(),
+    };
+    Some(keys)
+}
+
+/// A path-scoped docker config key without a trailing `/` is a plain string
+/// prefix to the kubelet (see [`crate::matching::path_key_prefix_warning`]).
+/// Files that cannot be read here (another user's, or absent on this
+/// machine) are skipped: pullcred checks them itself when it runs.
+fn check_docker_config_keys(p: &CredentialProvider, push: &mut Push<'_>) {
+    use std::io::Read;
+    for path in docker_config_paths(p) {
+        // Never open a FIFO or device (opening one can block).
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let mut open = std::fs::OpenOptions::new();
+        open.read(true);
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            const O_NONBLOCK: i32 = 0o4000;
+            open.custom_flags(O_NONBLOCK);
+        }
+        let Ok(file) = open.open(&path) else {
+            continue;
+        };
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        if file
+            .take(load::MAX_FILE_BYTES)
+            .read_to_end(&mut bytes)
+            .is_err()
+        {
+            continue;
+        }
+        let Some(keys) = docker_config_keys(&bytes) else {
+            continue;
+        };
+        for key in keys {
+            if let Some(why) = crate::matching::path_key_prefix_warning(&key) {
+                push(
+                    Severity::Warning,
+                    "providers.args",
+                    format!("docker config {}: {why}", path.display()),
+                );
+            }
+        }
+    }
+}
+
 fn check_env(p: &CredentialProvider, push: &mut Push<'_>) {
     for var in &p.env {
         if var.name.is_empty() {
@@ -640,21 +777,62 @@ fn check_env(p: &CredentialProvider, push: &mut Push<'_>) {
     }
 }
 
+/// The kubelet's first registration step (`RegisterCredentialProviderPlugins`
+/// in pkg/credentialprovider/plugin/plugin.go): the bin dir must exist. A
+/// path that is not a directory passes `os.Stat` there but then fails every
+/// plugin's look-up, so it is refused here at once.
+pub fn check_bin_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "plugin binary directory {} is not a directory; the kubelet registers no credential provider",
+            dir.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "plugin binary directory {} did not exist; the kubelet registers no credential provider",
+            dir.display()
+        )),
+        Err(e) => Err(format!(
+            "error inspecting binary directory {}: {e}; the kubelet registers no credential provider",
+            dir.display()
+        )),
+    }
+}
+
+/// The kubelet's per-provider registration step: `exec.LookPath` of
+/// `<bin-dir>/<name>`, which fails for a missing file, a directory, or a
+/// file without execute permission; any failure stops the registration.
 fn check_binary(p: &CredentialProvider, dir: &Path, push: &mut Push<'_>) {
+    const F: &str = "providers.name";
     if p.name.is_empty() || p.name.contains('/') || p.name == "." || p.name == ".." {
         return;
     }
     let path = dir.join(&p.name);
+    let refused = "; the kubelet fails to register the credential providers";
     match std::fs::metadata(&path) {
-        Err(e) => push(
-            Severity::Warning,
-            "providers.name",
-            format!("plugin {} is missing: {e}", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => push(
+            Severity::Error,
+            F,
+            format!(
+                "plugin binary executable {} did not exist{refused}",
+                path.display()
+            ),
         ),
-        Ok(m) if !m.is_file() => push(
-            Severity::Warning,
-            "providers.name",
-            format!("plugin {} is not a regular file", path.display()),
+        Err(e) => push(
+            Severity::Error,
+            F,
+            format!(
+                "error inspecting binary executable {}: {e}{refused}",
+                path.display()
+            ),
+        ),
+        Ok(m) if m.is_dir() => push(
+            Severity::Error,
+            F,
+            format!(
+                "plugin binary executable {} is a directory{refused}",
+                path.display()
+            ),
         ),
         Ok(m) => {
             #[cfg(unix)]
@@ -662,31 +840,67 @@ fn check_binary(p: &CredentialProvider, dir: &Path, push: &mut Push<'_>) {
                 use std::os::unix::fs::PermissionsExt;
                 if m.permissions().mode() & 0o111 == 0 {
                     push(
-                        Severity::Warning,
-                        "providers.name",
-                        format!("plugin {} is not executable", path.display()),
+                        Severity::Error,
+                        F,
+                        format!(
+                            "plugin binary executable {} is not executable (no execute permission){refused}",
+                            path.display()
+                        ),
                     );
+                    return;
                 }
             }
-            #[cfg(not(unix))]
-            let _ = m;
+            if !m.is_file() {
+                push(
+                    Severity::Warning,
+                    F,
+                    format!(
+                        "plugin {} is not a regular file: the kubelet registers it, but running it fails",
+                        path.display()
+                    ),
+                );
+            }
         }
     }
 }
 
-fn is_dns1123_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
+/// apimachinery's `IsDNS1123Subdomain`: at most 253 characters, labels of
+/// lower-case alphanumerics and `-` (alphanumeric at both ends) joined by
+/// `.`. There is no per-label length limit here: the regular expression
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*` has none.
+fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b.iter()
+                    .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        })
 }
 
-/// Kubernetes qualified name (an annotation key): an optional DNS-1123
-/// subdomain prefix of at most 253 characters and `/`, then a name of at most
-/// 63 characters, alphanumeric at both ends with `-`, `_`, `.` inside.
+/// Go's `strings.ToLower`: each character to its simple lower-case mapping
+/// (one character, where Rust's full mapping may give two, as for `İ`).
+fn go_to_lower(s: &str) -> String {
+    s.chars()
+        .map(|c| c.to_lowercase().next().unwrap_or(c))
+        .collect()
+}
+
+/// An annotation key in `tokenAttributes`, as the kubelet checks it
+/// (`validateServiceAccountAnnotationKeys` in
+/// pkg/credentialprovider/plugin/config.go): a qualified name after
+/// lower-casing, so `Example.COM/Role-Arn` is valid.
+pub fn check_annotation_key(key: &str) -> Result<(), String> {
+    check_qualified_name(&go_to_lower(key))
+}
+
+/// Kubernetes qualified name (apimachinery's `IsQualifiedName`, now
+/// `content.IsLabelKey`): an optional DNS-1123 subdomain prefix of at most
+/// 253 characters and `/`, then a name of at most 63 characters,
+/// alphanumeric at both ends with `-`, `_`, `.` inside. Case-sensitive: the
+/// prefix must be lower case (see [`check_annotation_key`]).
 pub fn check_qualified_name(key: &str) -> Result<(), String> {
     const NAME_RULE: &str = "a qualified name must consist of alphanumeric characters, '-', '_' or '.', \
                              and must start and end with an alphanumeric character";
@@ -705,7 +919,12 @@ pub fn check_qualified_name(key: &str) -> Result<(), String> {
         if prefix.is_empty() {
             return Err("not a qualified name: prefix part must be non-empty".into());
         }
-        if prefix.len() > 253 || !prefix.split('.').all(is_dns1123_label) {
+        if prefix.len() > 253 {
+            return Err(
+                "not a qualified name: prefix part must be no more than 253 characters".into(),
+            );
+        }
+        if !is_dns1123_subdomain(prefix) {
             return Err(
                 "not a qualified name: prefix part must be a lowercase RFC 1123 subdomain".into(),
             );
@@ -758,6 +977,33 @@ mod tests {
             "a b",
         ] {
             assert!(check_qualified_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn annotation_keys_are_lower_cased_first_like_go() {
+        for ok in [
+            "Example.COM/Role-Arn",
+            "EKS.AMAZONAWS.COM/ECR-ROLE-ARN",
+            // Go's simple mapping: U+0130 lower-cases to a plain `i`.
+            "\u{130}am.gke.io/x",
+            // U+212A KELVIN SIGN lower-cases to `k`.
+            "\u{212a}8s.io/x",
+        ] {
+            assert!(check_annotation_key(ok).is_ok(), "{ok}");
+        }
+        assert!(check_qualified_name("Example.COM/Role-Arn").is_err());
+        // No per-label limit in the prefix, only the 253 total.
+        let label = "a".repeat(200);
+        assert!(check_annotation_key(&format!("{label}.io/x")).is_ok());
+        assert!(check_annotation_key(&format!("{}.io/x", "a".repeat(251))).is_err());
+        for bad in [
+            "\u{e9}xample.com/x",
+            "example.com/caf\u{e9}",
+            "a..b/x",
+            "a./x",
+        ] {
+            assert!(check_annotation_key(bad).is_err(), "{bad}");
         }
     }
 

@@ -1,29 +1,43 @@
 //! The on-node token cache: one JSON file per key in a private directory.
 //!
 //! - The directory is 0700 and owned by us; a symlink, or a directory that
-//!   another user can read or write, is refused ([`CacheError::Insecure`]).
-//! - Entry files are 0600. Writes go to a temporary file in the same
-//!   directory, then fsync and rename, so a reader never sees a torn entry.
+//!   another user can use, is refused ([`CacheError::Insecure`]) and the run
+//!   answers without the cache.
+//! - It is opened once (`O_DIRECTORY|O_NOFOLLOW`) and checked through that
+//!   handle; every entry read, lock, temporary file, rename and sweep is then
+//!   relative to the handle (`openat`, `renameat`, `unlinkat`), so a user who
+//!   can write a parent directory cannot swap it between the check and the use.
+//! - Entry files are 0600, read through [`crate::private_file`] (no FIFO,
+//!   device or symlink stalls or misleads a read). Writes go to a temporary
+//!   file in the same directory, then fsync and rename, so a reader never sees
+//!   a torn entry.
 //! - An entry that is corrupt, unreadable, from another format or for another
 //!   key is a miss, and the next write replaces it.
 //! - Single flight across processes: a refresher holds an exclusive lock on
 //!   `<key>.lock` (std's `File::lock`, flock(2) on Linux) while it fetches;
 //!   others wait on it for a bounded time, then read what it wrote. The kernel
 //!   drops the lock when a holder dies, even by SIGKILL.
+//! - Bounded: each write (a miss, after its fetch; never a hit) examines at
+//!   most [`SWEEP_BUDGET`] other names and removes expired entries, stale
+//!   unlocked lock files and temporary files left by killed writers.
 //!
 //! Nothing here touches the network or an async runtime.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File, Metadata};
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::expiry::{self, Schedule};
+use crate::private_file::{self, Limits, PrivateFileError};
 use crate::protocol::{AuthConfig, CacheKeyType};
 
 /// Bump when the entry layout or the key derivation changes; older entries
@@ -92,7 +106,8 @@ impl Entry {
 
 #[derive(Debug)]
 pub enum CacheError {
-    /// The directory is unsafe to use; pullcred refuses to run with it.
+    /// The directory is unsafe to use (another user's, open to others, a
+    /// symlink): pullcred answers without it, with a warning.
     Insecure { path: PathBuf, why: String },
     /// An I/O failure; pullcred answers uncached.
     Io {
@@ -137,9 +152,22 @@ pub fn default_dir() -> PathBuf {
     }
 }
 
+/// A sweep examines at most this many names per write.
+pub const SWEEP_BUDGET: usize = 128;
+/// Names read from the directory listing per sweep, at most.
+const SWEEP_LISTED: usize = 4096;
+/// An entry is removed this long after its expiry (clock skew between runs).
+const EXPIRED_GRACE_SECS: i64 = 300;
+/// Lock, temporary and unusable files younger than this are left alone: a
+/// writer may be about to use them.
+const STALE_AFTER: Duration = Duration::from_secs(60);
+
 #[derive(Debug)]
 pub struct Cache {
+    /// For messages only: every file operation goes through `fd`.
     dir: PathBuf,
+    /// The directory as opened and checked.
+    fd: OwnedFd,
 }
 
 /// The outcome of a lock attempt.
@@ -150,24 +178,58 @@ pub enum Lock {
     TimedOut,
 }
 
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
 impl Cache {
-    /// Opens the cache directory, creating it 0700 if missing, and checks it.
+    /// Opens the cache directory, creating it 0700 if missing, and checks
+    /// the opened directory: ours, not a symlink, closed to other users.
     pub fn open(dir: &Path) -> Result<Cache, CacheError> {
-        match fs::symlink_metadata(dir) {
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(io(dir, "create"))?;
+        let fd = match rustix::fs::open(dir, DIR_FLAGS, Mode::empty()) {
+            Err(Errno::NOENT) => {
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(parent)
+                        .map_err(io(dir, "create"))?;
+                }
+                match rustix::fs::mkdir(dir, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(io(dir, "create")(e.into())),
+                }
+                // Whatever is there now, created by us or swapped in, is
+                // checked through the handle below.
+                rustix::fs::open(dir, DIR_FLAGS, Mode::empty())
             }
-            Err(e) => return Err(io(dir, "stat")(e)),
-            Ok(_) => {}
+            other => other,
+        };
+        let fd = match fd {
+            Ok(fd) => fd,
+            // O_NOFOLLOW|O_DIRECTORY on a symlink: ENOTDIR (ELOOP on some systems)
+            Err(Errno::NOTDIR | Errno::LOOP) => {
+                let why = match fs::symlink_metadata(dir) {
+                    Ok(m) if m.file_type().is_symlink() => "is a symlink",
+                    _ => "is not a directory",
+                };
+                return Err(insecure(dir, why.to_string()));
+            }
+            Err(e) => return Err(io(dir, "open")(e.into())),
+        };
+        let handle = File::from(fd);
+        let meta = handle.metadata().map_err(io(dir, "stat"))?;
+        if !meta.is_dir() {
+            return Err(insecure(dir, "is not a directory".into()));
         }
-        let meta = fs::symlink_metadata(dir).map_err(io(dir, "stat"))?;
-        check_private(dir, &meta, true)?;
+        if let Err(e) = private_file::check_owner_mode(&meta, 0o700) {
+            let why = e.to_string();
+            return Err(insecure(dir, why.trim_start_matches("refused: ").into()));
+        }
         Ok(Cache {
             dir: dir.to_path_buf(),
+            fd: handle.into(),
         })
     }
 
@@ -175,175 +237,367 @@ impl Cache {
         &self.dir
     }
 
-    fn entry_path(&self, key: &CacheKey) -> PathBuf {
-        self.dir.join(format!("{}.json", key.as_str()))
+    fn shown(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 
     /// Reads an entry. `Err` carries why a present entry was not usable
-    /// (corrupt, wrong owner or mode, other format); a missing file is `Ok(None)`.
+    /// (corrupt, wrong type, owner or mode, other format); a missing file is
+    /// `Ok(None)`.
     pub fn read(&self, key: &CacheKey) -> Result<Option<Entry>, String> {
-        let path = self.entry_path(key);
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+        let name = entry_name(key.as_str());
+        let buf = match private_file::open_regular_at(
+            &self.fd,
+            &name,
+            Limits::private(MAX_ENTRY_BYTES),
+        ) {
+            Ok(b) => b,
+            Err(PrivateFileError::Missing) => return Ok(None),
+            Err(e) => return Err(format!("{}: {e}", self.shown(&name).display())),
         };
-        let meta = file
-            .metadata()
-            .map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
-        if !meta.is_file() || meta.uid() != euid() || meta.mode() & 0o077 != 0 {
-            return Err(format!(
-                "{} has the wrong type, owner or mode (want a 0600 file owned by uid {})",
-                path.display(),
-                euid()
-            ));
-        }
-        if meta.len() > MAX_ENTRY_BYTES {
-            return Err(format!("{} is too large to be an entry", path.display()));
-        }
-        let mut buf = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut buf)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let entry: Entry = serde_json::from_slice(&buf)
-            .map_err(|_| format!("{} is corrupt or from an older format", path.display()))?;
+        let entry: Entry = serde_json::from_slice(&buf).map_err(|_| {
+            format!(
+                "{} is corrupt or from an older format",
+                self.shown(&name).display()
+            )
+        })?;
         if entry.format != FORMAT || entry.key != key.as_str() {
-            return Err(format!("{} is from another format or key", path.display()));
+            return Err(format!(
+                "{} is from another format or key",
+                self.shown(&name).display()
+            ));
         }
         Ok(Some(entry))
     }
 
     /// Waits up to `wait` for the key's lock.
     pub fn lock(&self, key: &CacheKey, wait: Duration) -> Result<Lock, CacheError> {
-        let path = self.dir.join(format!("{}.lock", key.as_str()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&path)
-            .map_err(io(&path, "open lock"))?;
+        let name = lock_name(key.as_str());
+        let path = self.shown(&name);
         let start = Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(Lock::Held(file)),
-                Err(fs::TryLockError::WouldBlock) => {}
-                Err(fs::TryLockError::Error(e)) => return Err(io(&path, "lock")(e)),
+            let fd = rustix::fs::openat(
+                &self.fd,
+                &name,
+                OFlags::RDWR
+                    | OFlags::CREATE
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::CLOEXEC
+                    | OFlags::NOCTTY,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(|e| io(&path, "open lock")(e.into()))?;
+            let file = File::from(fd);
+            let meta = file.metadata().map_err(io(&path, "stat lock"))?;
+            if !meta.is_file() {
+                let kind = private_file::kind_of(&meta);
+                return Err(io(&path, "open lock")(std::io::Error::other(format!(
+                    "is {kind}, not a regular file"
+                ))));
             }
-            let waited = start.elapsed();
-            if waited >= wait {
+            loop {
+                match file.try_lock() {
+                    Ok(()) => break,
+                    Err(fs::TryLockError::WouldBlock) => {}
+                    Err(fs::TryLockError::Error(e)) => return Err(io(&path, "lock")(e)),
+                }
+                let waited = start.elapsed();
+                if waited >= wait {
+                    return Ok(Lock::TimedOut);
+                }
+                std::thread::sleep(pause.min(wait - waited));
+                pause = (pause * 2).min(Duration::from_millis(25));
+            }
+            // A sweep may have removed the lock file between our open and
+            // our lock: a lock on a file no longer in the directory excludes
+            // no one, so take the one that is there now.
+            if self.same_file(&name, &meta) {
+                return Ok(Lock::Held(file));
+            }
+            if start.elapsed() >= wait {
                 return Ok(Lock::TimedOut);
             }
-            std::thread::sleep(pause.min(wait - waited));
-            pause = (pause * 2).min(Duration::from_millis(25));
         }
     }
 
-    /// Atomically replaces the entry for `key`.
+    /// Atomically replaces the entry for `key`, then sweeps a bounded part
+    /// of the directory.
     pub fn write(&self, key: &CacheKey, entry: &Entry) -> Result<(), CacheError> {
-        self.sweep_temp_files();
+        let result = self.write_entry(key, entry);
+        self.sweep_skipping(Some(key.as_str()), SystemTime::now(), SWEEP_BUDGET);
+        result
+    }
+
+    fn write_entry(&self, key: &CacheKey, entry: &Entry) -> Result<(), CacheError> {
         let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let tmp = self.dir.join(format!(
-            ".{}.{}.{nanos}.tmp",
-            key.as_str(),
-            std::process::id()
-        ));
+        let tmp = format!(".{}.{}.{nanos}.tmp", key.as_str(), std::process::id());
+        let shown = self.shown(&tmp);
         let body = serde_json::to_vec(entry).expect("entry serialises");
+        let fd = rustix::fs::openat(
+            &self.fd,
+            &tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io(&shown, "create")(e.into()))?;
         let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io(&tmp, "create"))?;
-            f.write_all(&body).map_err(io(&tmp, "write"))?;
-            f.sync_all().map_err(io(&tmp, "fsync"))?;
-            let dest = self.entry_path(key);
-            fs::rename(&tmp, &dest).map_err(io(&dest, "rename"))?;
+            // whatever the umask, an entry is 0600
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600))
+                .map_err(|e| io(&shown, "chmod")(e.into()))?;
+            let mut f = File::from(fd);
+            f.write_all(&body).map_err(io(&shown, "write"))?;
+            f.sync_all().map_err(io(&shown, "fsync"))?;
+            let dest = entry_name(key.as_str());
+            rustix::fs::renameat(&self.fd, &tmp, &self.fd, &dest)
+                .map_err(|e| io(&self.shown(&dest), "rename")(e.into()))?;
             // Make the rename itself durable; best effort.
-            if let Ok(d) = File::open(&self.dir) {
-                let _ = d.sync_all();
-            }
+            let _ = rustix::fs::fsync(&self.fd);
             Ok(())
         })();
         if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            let _ = rustix::fs::unlinkat(&self.fd, &tmp, AtFlags::empty());
         }
         result
     }
 
-    /// Removes temporary files left by processes killed mid-write.
-    fn sweep_temp_files(&self) {
-        let Ok(dir) = fs::read_dir(&self.dir) else {
-            return;
+    /// Examines at most `budget` names (a lock file whose entry is there costs
+    /// one uncounted `stat`), starting at a point that moves from run to run,
+    /// and removes:
+    /// - entries expired more than [`EXPIRED_GRACE_SECS`] ago, and entries
+    ///   that are not usable (corrupt, wrong type) and older than
+    ///   [`STALE_AFTER`], unless their key is locked;
+    /// - lock files older than [`STALE_AFTER`] whose entry is gone and that no
+    ///   one holds;
+    /// - temporary files older than [`STALE_AFTER`] (writers killed mid-write).
+    ///
+    /// Returns how many files it removed. Best effort: failures are ignored.
+    pub fn sweep(&self, now: SystemTime, budget: usize) -> usize {
+        self.sweep_skipping(None, now, budget)
+    }
+
+    /// [`Cache::sweep`], leaving the files of key `skip` alone.
+    fn sweep_skipping(&self, skip: Option<&str>, now: SystemTime, budget: usize) -> usize {
+        let Ok(dir) = rustix::fs::Dir::read_from(&self.fd) else {
+            return 0;
         };
-        let now = SystemTime::now();
-        for e in dir.flatten() {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if !(name.starts_with('.') && name.ends_with(".tmp")) {
-                continue;
+        let names: Vec<String> = dir
+            .take(SWEEP_LISTED)
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().to_str().ok().map(str::to_string))
+            .filter(|n| match classify(n) {
+                Some(Kind::Entry(k) | Kind::Lock(k)) => Some(k) != skip,
+                Some(Kind::Temp) => true,
+                None => false,
+            })
+            .collect();
+        if names.is_empty() {
+            return 0;
+        }
+        let start = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| {
+            d.subsec_nanos() as usize ^ std::process::id() as usize
+        }) % names.len();
+        let mut removed = 0;
+        let mut examined = 0;
+        for name in names.iter().cycle().skip(start).take(names.len()) {
+            if examined >= budget {
+                break;
             }
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age > Duration::from_secs(60));
-            if old {
-                let _ = fs::remove_file(e.path());
+            let done = match classify(name) {
+                // The entry's own sweep decides for its lock: a stat, uncounted.
+                Some(Kind::Lock(stem)) if self.identity(&entry_name(stem)).is_some() => continue,
+                Some(Kind::Lock(stem)) => self.sweep_lock(stem, now),
+                Some(Kind::Temp) => self.older_than(name, now, STALE_AFTER) && self.unlink(name),
+                Some(Kind::Entry(stem)) => self.sweep_entry(stem, now),
+                None => continue,
+            };
+            examined += 1;
+            removed += usize::from(done);
+        }
+        if removed > 0 {
+            tracing::debug!(removed, "swept the cache directory");
+        }
+        removed
+    }
+
+    fn sweep_entry(&self, stem: &str, now: SystemTime) -> bool {
+        let name = entry_name(stem);
+        let opened = private_file::open_checked(
+            &self.fd,
+            Path::new(&name),
+            Limits::private(MAX_ENTRY_BYTES),
+        );
+        let identity = match opened {
+            Ok((f, meta)) => {
+                let id = (meta.dev(), meta.ino());
+                let expires = private_file::read_through((f, meta), MAX_ENTRY_BYTES)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Expiry>(&b).ok())
+                    .map(|e| e.expires_at);
+                match expires {
+                    Some(t) if t.saturating_add(EXPIRED_GRACE_SECS) >= unix(now) => return false,
+                    Some(_) => Some(id),
+                    // unusable: a miss for any reader; gone once it is old
+                    None if self.older_than(&name, now, STALE_AFTER) => Some(id),
+                    None => return false,
+                }
             }
+            Err(PrivateFileError::Missing) => return false,
+            Err(_) if self.older_than(&name, now, STALE_AFTER) => None,
+            Err(_) => return false,
+        };
+        // Not while a refresher holds the key: it is about to replace it.
+        let lock = match self.try_lock_existing(stem) {
+            Some(Some(l)) => Some(l),
+            Some(None) => return false,
+            None => None,
+        };
+        // The name must still be the file judged, not a fresh entry renamed
+        // over it since (by a writer that could not get the lock).
+        let still = match identity {
+            Some(id) => self.identity(&name) == Some(id),
+            None => true,
+        };
+        let removed = still && self.unlink(&name);
+        if let Some((lock_file, lock_meta)) = lock
+            && removed
+            && age(&lock_meta, now) > STALE_AFTER
+            && self.same_file(&lock_name(stem), &lock_meta)
+        {
+            self.unlink(&lock_name(stem));
+            drop(lock_file);
+        }
+        removed
+    }
+
+    fn sweep_lock(&self, stem: &str, now: SystemTime) -> bool {
+        let name = lock_name(stem);
+        if !self.older_than(&name, now, STALE_AFTER) {
+            return false;
+        }
+        if self.identity(&entry_name(stem)).is_some() {
+            return false; // the entry's own sweep decides
+        }
+        match self.try_lock_existing(stem) {
+            Some(Some((file, meta))) => {
+                let removed = self.same_file(&name, &meta)
+                    && self.identity(&entry_name(stem)).is_none()
+                    && self.unlink(&name);
+                drop(file);
+                removed
+            }
+            _ => false,
         }
     }
+
+    /// The key's existing lock file, locked without waiting: `None` if there
+    /// is no lock file, `Some(None)` if someone holds it (or it is not a
+    /// plain file).
+    fn try_lock_existing(&self, stem: &str) -> Option<Option<(File, Metadata)>> {
+        let fd = match rustix::fs::openat(
+            &self.fd,
+            lock_name(stem),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return None,
+            Err(_) => return Some(None),
+        };
+        let file = File::from(fd);
+        let Ok(meta) = file.metadata() else {
+            return Some(None);
+        };
+        if !meta.is_file() || file.try_lock().is_err() {
+            return Some(None);
+        }
+        Some(Some((file, meta)))
+    }
+
+    /// (device, inode) of a name in the directory, not following symlinks.
+    fn identity(&self, name: &str) -> Option<(u64, u64)> {
+        let st = rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+        #[allow(clippy::unnecessary_cast)]
+        Some((st.st_dev as u64, st.st_ino as u64))
+    }
+
+    fn same_file(&self, name: &str, meta: &Metadata) -> bool {
+        self.identity(name) == Some((meta.dev(), meta.ino()))
+    }
+
+    fn older_than(&self, name: &str, now: SystemTime, min: Duration) -> bool {
+        match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            #[allow(clippy::unnecessary_cast)]
+            Ok(st) => unix(now).saturating_sub(st.st_mtime as i64) > min.as_secs() as i64,
+            Err(_) => false,
+        }
+    }
+
+    fn unlink(&self, name: &str) -> bool {
+        rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()).is_ok()
+    }
 }
 
-fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
+/// The one field a sweep needs from an entry.
+#[derive(Deserialize)]
+struct Expiry {
+    #[serde(rename = "expiresAt")]
+    expires_at: i64,
 }
 
-/// A path we keep secrets in must be ours, not a symlink, and closed to others.
-pub fn check_private(path: &Path, meta: &fs::Metadata, want_dir: bool) -> Result<(), CacheError> {
-    let refuse = |why: String| {
-        Err(CacheError::Insecure {
-            path: path.to_path_buf(),
-            why,
-        })
-    };
-    if meta.file_type().is_symlink() {
-        return refuse("is a symlink".into());
+/// The names a sweep may remove; anything else in the directory is left.
+enum Kind<'a> {
+    Entry(&'a str),
+    Lock(&'a str),
+    Temp,
+}
+
+fn classify(name: &str) -> Option<Kind<'_>> {
+    let is_key = |s: &str| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if name.starts_with('.') && name.ends_with(".tmp") {
+        return Some(Kind::Temp);
     }
-    if want_dir && !meta.is_dir() {
-        return refuse("is not a directory".into());
+    if let Some(stem) = name.strip_suffix(".json").filter(|s| is_key(s)) {
+        return Some(Kind::Entry(stem));
     }
-    if meta.uid() != euid() {
-        return refuse(format!(
-            "owned by uid {}, not by uid {} that runs pullcred",
-            meta.uid(),
-            euid()
-        ));
+    if let Some(stem) = name.strip_suffix(".lock").filter(|s| is_key(s)) {
+        return Some(Kind::Lock(stem));
     }
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o022 != 0 {
-        return refuse(format!(
-            "mode {mode:04o} lets other users write it (want 0700)"
-        ));
+    None
+}
+
+fn entry_name(key: &str) -> String {
+    format!("{key}.json")
+}
+
+fn lock_name(key: &str) -> String {
+    format!("{key}.lock")
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn age(meta: &Metadata, now: SystemTime) -> Duration {
+    Duration::from_secs(unix(now).saturating_sub(meta.mtime()).max(0) as u64)
+}
+
+fn insecure(path: &Path, why: String) -> CacheError {
+    CacheError::Insecure {
+        path: path.to_path_buf(),
+        why,
     }
-    if mode & 0o044 != 0 {
-        return refuse(format!(
-            "mode {mode:04o} lets other users read it (want 0700)"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::secret::Secret;
+    use std::os::unix::fs::PermissionsExt;
 
     fn tempdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("pullcred-unit-{}-{name}", std::process::id()));
@@ -366,8 +620,8 @@ mod tests {
             registry: "r.example".into(),
             cache_key_type: CacheKeyType::Registry,
             auth,
-            fetched_at: 1,
-            expires_at: 2,
+            fetched_at: 1_000_000,
+            expires_at: i64::MAX / 2,
             refresh_at: None,
         }
     }
@@ -392,7 +646,11 @@ mod tests {
         c.write(&k, &entry(&k)).unwrap();
         let got = c.read(&k).unwrap().unwrap();
         assert_eq!(got.auth["r.example"].password.expose(), "pw");
-        let fmode = fs::metadata(c.entry_path(&k)).unwrap().permissions().mode() & 0o777;
+        let fmode = fs::metadata(d.join(entry_name(k.as_str())))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(fmode, 0o600);
         fs::remove_dir_all(&d).unwrap();
     }
@@ -402,7 +660,7 @@ mod tests {
         let d = tempdir("corrupt");
         let c = Cache::open(&d).unwrap();
         let k = CacheKey::new(&[("x", "y")]);
-        let p = c.entry_path(&k);
+        let p = d.join(entry_name(k.as_str()));
         fs::write(&p, b"{\"format\":1,\"ke").unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
         assert!(c.read(&k).unwrap_err().contains("corrupt"));
@@ -458,6 +716,202 @@ mod tests {
             c.lock(&k, Duration::from_millis(10)).unwrap(),
             Lock::Held(_)
         ));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    fn expiring(key: &CacheKey, expires_at: i64) -> Entry {
+        Entry {
+            expires_at,
+            ..entry(key)
+        }
+    }
+
+    fn set_mtime(path: &Path, ago: Duration) {
+        let t = SystemTime::now() - ago;
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    /// Given a cache opened under a parent that another user could write,
+    /// when the parent is swapped for a symlink to another directory, then
+    /// reads, writes, locks and sweeps still happen in the directory that
+    /// was opened and checked.
+    #[test]
+    fn a_swapped_parent_does_not_redirect_the_cache() {
+        let base = tempdir("swap");
+        let parent = base.join("parent");
+        let opened = parent.join("cache");
+        fs::create_dir_all(&opened).unwrap();
+        fs::set_permissions(&opened, fs::Permissions::from_mode(0o700)).unwrap();
+        let c = Cache::open(&opened).unwrap();
+
+        // the swap: parent moves away, a symlink to a decoy takes its name
+        let moved = base.join("moved");
+        fs::rename(&parent, &moved).unwrap();
+        let decoy = base.join("decoy");
+        fs::create_dir_all(decoy.join("cache")).unwrap();
+        fs::set_permissions(decoy.join("cache"), fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink(&decoy, &parent).unwrap();
+        let decoy_tmp = decoy.join("cache").join(".victim.1.2.tmp");
+        fs::write(&decoy_tmp, b"not ours").unwrap();
+        set_mtime(&decoy_tmp, Duration::from_secs(3600));
+
+        let k = CacheKey::new(&[("swap", "1")]);
+        let held = c.lock(&k, Duration::from_millis(10)).unwrap();
+        assert!(matches!(held, Lock::Held(_)));
+        c.write(&k, &entry(&k)).unwrap();
+        drop(held);
+        let name = entry_name(k.as_str());
+        assert!(moved.join("cache").join(&name).is_file());
+        assert!(moved.join("cache").join(lock_name(k.as_str())).is_file());
+        assert!(!decoy.join("cache").join(&name).exists());
+        assert!(!decoy.join("cache").join(lock_name(k.as_str())).exists());
+        assert!(c.read(&k).unwrap().is_some());
+        // the sweep removed nothing in the decoy
+        assert!(decoy_tmp.exists());
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_entry_is_a_miss_at_once() {
+        let d = tempdir("fifo");
+        let c = Cache::open(&d).unwrap();
+        let k = CacheKey::new(&[("fifo", "1")]);
+        let p = d.join(entry_name(k.as_str()));
+        rustix::fs::mkfifoat(rustix::fs::CWD, &p, Mode::from_raw_mode(0o600)).unwrap();
+        let t = Instant::now();
+        let e = c.read(&k).unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(1));
+        assert!(e.contains("FIFO"), "{e}");
+        // and a write replaces it
+        c.write(&k, &entry(&k)).unwrap();
+        assert!(c.read(&k).unwrap().is_some());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_file_and_creates_missing_parents_private() {
+        let d = tempdir("parents");
+        let deep = d.join("a").join("b");
+        Cache::open(&deep).unwrap();
+        let mode = fs::metadata(d.join("a")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let f = d.join("file");
+        fs::write(&f, b"").unwrap();
+        let e = Cache::open(&f).unwrap_err();
+        assert!(e.to_string().contains("not a directory"), "{e}");
+        fs::set_permissions(&deep, fs::Permissions::from_mode(0o711)).unwrap();
+        let e = Cache::open(&deep).unwrap_err();
+        assert!(e.to_string().contains("(want 0700)"), "{e}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Given expired entries, stale locks and temporary files next to live
+    /// ones, when the cache is swept, then only the dead ones go, and only
+    /// up to the budget per sweep.
+    #[test]
+    fn sweep_removes_expired_entries_and_stale_files_only() {
+        let d = tempdir("sweep");
+        let c = Cache::open(&d).unwrap();
+        let now = SystemTime::now();
+        let t = unix(now);
+        let old = Duration::from_secs(3600);
+
+        let live = CacheKey::new(&[("live", "")]);
+        c.write(&live, &expiring(&live, t + 3600)).unwrap();
+        let _ = c.lock(&live, Duration::ZERO).unwrap();
+        set_mtime(&d.join(lock_name(live.as_str())), old);
+        // just expired, inside the grace: kept
+        let recent = CacheKey::new(&[("recent", "")]);
+        c.write(&recent, &expiring(&recent, t - 10)).unwrap();
+        // expired and its key locked by a refresher: kept
+        let busy = CacheKey::new(&[("busy", "")]);
+        c.write(&busy, &expiring(&busy, t - 7200)).unwrap();
+        let held = c.lock(&busy, Duration::ZERO).unwrap();
+        assert!(matches!(held, Lock::Held(_)));
+        // expired, with an old unlocked lock file: both go
+        let dead = CacheKey::new(&[("dead", "")]);
+        c.write(&dead, &expiring(&dead, t - 7200)).unwrap();
+        drop(c.lock(&dead, Duration::ZERO).unwrap());
+        set_mtime(&d.join(lock_name(dead.as_str())), old);
+        // a lock whose entry is gone: old goes, young stays
+        let orphan = CacheKey::new(&[("orphan", "")]);
+        drop(c.lock(&orphan, Duration::ZERO).unwrap());
+        set_mtime(&d.join(lock_name(orphan.as_str())), old);
+        let young = CacheKey::new(&[("young", "")]);
+        drop(c.lock(&young, Duration::ZERO).unwrap());
+        // a corrupt entry, old: goes
+        let junk = CacheKey::new(&[("junk", "")]);
+        let junk_path = d.join(entry_name(junk.as_str()));
+        fs::write(&junk_path, b"{").unwrap();
+        fs::set_permissions(&junk_path, fs::Permissions::from_mode(0o600)).unwrap();
+        set_mtime(&junk_path, old);
+        // temporary files: old goes, young stays; foreign names stay
+        fs::write(d.join(".x.1.2.tmp"), b"").unwrap();
+        set_mtime(&d.join(".x.1.2.tmp"), old);
+        fs::write(d.join(".y.1.2.tmp"), b"").unwrap();
+        fs::write(d.join("README"), b"").unwrap();
+        set_mtime(&d.join("README"), old);
+
+        assert_eq!(c.sweep(now, 1000), 4);
+        let exists = |n: String| d.join(n).exists();
+        assert!(exists(entry_name(live.as_str())) && exists(lock_name(live.as_str())));
+        assert!(exists(entry_name(recent.as_str())));
+        assert!(exists(entry_name(busy.as_str())) && exists(lock_name(busy.as_str())));
+        assert!(!exists(entry_name(dead.as_str())) && !exists(lock_name(dead.as_str())));
+        assert!(!exists(lock_name(orphan.as_str())) && exists(lock_name(young.as_str())));
+        assert!(!junk_path.exists());
+        assert!(!exists(".x.1.2.tmp".into()) && exists(".y.1.2.tmp".into()));
+        assert!(exists("README".into()));
+        assert!(c.read(&live).unwrap().is_some());
+        drop(held);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn sweep_is_bounded_per_run_and_drains_over_runs() {
+        let d = tempdir("bounded");
+        let c = Cache::open(&d).unwrap();
+        let now = SystemTime::now();
+        for i in 0..300 {
+            let k = CacheKey::new(&[("n", &i.to_string())]);
+            c.write_entry(&k, &expiring(&k, unix(now) - 7200)).unwrap();
+        }
+        assert_eq!(c.sweep(now, 100), 100);
+        let mut runs = 1;
+        while c.sweep(now, 100) > 0 {
+            runs += 1;
+            assert!(runs < 50, "the sweep does not drain");
+        }
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 0);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A lock file removed by a sweep between a waiter's open and its lock
+    /// is not a lock: the waiter takes the file that is there now.
+    #[test]
+    fn a_lock_on_a_swept_lock_file_is_retaken() {
+        let d = tempdir("relock");
+        let c = Cache::open(&d).unwrap();
+        let k = CacheKey::new(&[("relock", "")]);
+        let first = c.lock(&k, Duration::ZERO).unwrap();
+        let Lock::Held(f1) = first else {
+            panic!("not held")
+        };
+        let m1 = f1.metadata().unwrap();
+        // the name now points at another file: the held one is stale
+        fs::remove_file(d.join(lock_name(k.as_str()))).unwrap();
+        let second = c.lock(&k, Duration::from_millis(100)).unwrap();
+        let Lock::Held(f2) = second else {
+            panic!("a stale lock blocked a new holder")
+        };
+        let m2 = f2.metadata().unwrap();
+        assert_ne!(m1.ino(), m2.ino());
+        assert!(c.same_file(&lock_name(k.as_str()), &m2));
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -10,17 +10,20 @@
 //! - errors classified ([`HttpErrorKind`]) so callers can say whether DNS, the
 //!   connection, TLS or the deadline failed; messages never include a body;
 //! - [`with_retries`] retries 5xx, 429 and connection failures with jittered
-//!   exponential backoff inside the deadline.
+//!   exponential backoff inside the deadline;
+//! - proxies by [`crate::proxy`]'s one policy, URL by URL ([`Client::new`]),
+//!   or never ([`Client::direct`], for metadata servers).
 //!
 //! No async runtime: a cache hit never gets here, and a miss needs one request
 //! at a time.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
 use crate::deadline::Deadline;
+use crate::proxy::{self, ProxyUrl};
 
 /// Upstream answers we read are small JSON documents; a megabyte is plenty.
 pub const MAX_BODY: u64 = 1 << 20;
@@ -33,6 +36,8 @@ pub enum HttpErrorKind {
     Timeout,
     BodyTooLarge,
     Protocol,
+    /// The configured proxy cannot be used (an unsupported scheme).
+    Proxy,
 }
 
 #[derive(Debug)]
@@ -50,6 +55,7 @@ impl std::fmt::Display for HttpError {
             HttpErrorKind::Timeout => "timed out",
             HttpErrorKind::BodyTooLarge => "response body too large",
             HttpErrorKind::Protocol => "HTTP error",
+            HttpErrorKind::Proxy => "proxy not usable",
         };
         write!(f, "{what}: {}", self.detail)
     }
@@ -79,8 +85,11 @@ impl Response {
 }
 
 pub struct Client {
-    agent: ureq::Agent,
     deadline: Deadline,
+    /// Never through a proxy, whatever the environment says.
+    direct: bool,
+    /// One agent per route (direct, or a proxy), built on first use.
+    agents: Mutex<Vec<(Option<ProxyUrl>, ureq::Agent)>>,
 }
 
 static ROOTS: std::sync::OnceLock<Arc<Vec<Certificate<'static>>>> = std::sync::OnceLock::new();
@@ -104,14 +113,63 @@ fn system_roots() -> Arc<Vec<Certificate<'static>>> {
 }
 
 impl Client {
+    /// A client that uses a proxy where the environment's policy says so
+    /// (see [`crate::proxy`]).
     pub fn new(deadline: &Deadline) -> Client {
-        let remaining = deadline.remaining().max(Duration::from_millis(1));
+        Client {
+            deadline: *deadline,
+            direct: false,
+            agents: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A client that never uses a proxy: for instance metadata servers and
+    /// credential agents, whose token requests a proxy must not see.
+    pub fn direct(deadline: &Deadline) -> Client {
+        Client {
+            direct: true,
+            ..Client::new(deadline)
+        }
+    }
+
+    /// The agent for `url`'s route, and the proxy it goes through.
+    fn agent(&self, url: &str) -> Result<(ureq::Agent, Option<ProxyUrl>), HttpError> {
+        let via = if self.direct {
+            None
+        } else {
+            proxy::global()
+                .proxy_for(url)
+                .map_err(|detail| HttpError {
+                    kind: HttpErrorKind::Proxy,
+                    detail,
+                })?
+                .cloned()
+        };
+        let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, a)) = agents.iter().find(|(p, _)| *p == via) {
+            return Ok((a.clone(), via));
+        }
+        let remaining = self.timeout();
         let tls = TlsConfig::builder()
             .root_certs(RootCerts::Specific(system_roots()))
             .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .build();
+        let ureq_proxy = match &via {
+            None => None,
+            Some(p) => {
+                Some(
+                    ureq::Proxy::new(&p.url_with_credentials()).map_err(|_| HttpError {
+                        kind: HttpErrorKind::Proxy,
+                        detail: format!("{} ({}) is not a usable proxy URL", p, p.var),
+                    })?,
+                )
+            }
+        };
         let config = ureq::Agent::config_builder()
             .tls_config(tls)
+            // Set always: ureq would otherwise read the proxy variables
+            // itself, by rules of its own.
+            .proxy(ureq_proxy)
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_global(Some(remaining))
@@ -119,18 +177,40 @@ impl Client {
             .timeout_connect(Some(remaining.min(Duration::from_secs(5))))
             .user_agent(concat!("pullcred/", env!("CARGO_PKG_VERSION")))
             .build();
-        Client {
-            agent: config.into(),
-            deadline: *deadline,
+        let agent: ureq::Agent = config.into();
+        agents.push((via.clone(), agent.clone()));
+        Ok((agent, via))
+    }
+
+    /// Runs one request on `url`'s route; a failure through a proxy says so.
+    fn call(
+        &self,
+        url: &str,
+        send: impl FnOnce(&ureq::Agent) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Response, HttpError> {
+        let (agent, via) = self.agent(url)?;
+        if let Some(p) = &via {
+            tracing::debug!(proxy = %p, "through the proxy from {}", p.var);
         }
+        finish(send(&agent)).map_err(|mut e| {
+            if let Some(p) = via {
+                e.detail = format!(
+                    "{} (through proxy {} from {})",
+                    e.detail,
+                    p.authority(),
+                    p.var
+                );
+            }
+            e
+        })
     }
 
     pub fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
-        finish(self.prepare(self.agent.get(url), headers).call())
+        self.call(url, |a| self.prepare(a.get(url), headers).call())
     }
 
     pub fn head(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
-        finish(self.prepare(self.agent.head(url), headers).call())
+        self.call(url, |a| self.prepare(a.head(url), headers).call())
     }
 
     pub fn post_form(
@@ -139,10 +219,10 @@ impl Client {
         headers: &[(&str, &str)],
         form: &[(&str, &str)],
     ) -> Result<Response, HttpError> {
-        finish(
-            self.prepare(self.agent.post(url), headers)
-                .send_form(form.iter().copied()),
-        )
+        self.call(url, |a| {
+            self.prepare(a.post(url), headers)
+                .send_form(form.iter().copied())
+        })
     }
 
     pub fn post_json(
@@ -151,13 +231,16 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Response, HttpError> {
-        let req = self.prepare(self.agent.post(url), headers);
-        finish(req.header("Content-Type", "application/json").send(body))
+        self.call(url, |a| {
+            self.prepare(a.post(url), headers)
+                .header("Content-Type", "application/json")
+                .send(body)
+        })
     }
 
     /// A PUT with an empty body (the IMDSv2 session-token handshake).
     pub fn put(&self, url: &str, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
-        finish(self.prepare(self.agent.put(url), headers).send_empty())
+        self.call(url, |a| self.prepare(a.put(url), headers).send_empty())
     }
 
     /// Bounds the request by what is left of the deadline and adds `headers`.
@@ -210,7 +293,7 @@ fn classify(e: ureq::Error) -> HttpError {
     use HttpErrorKind::*;
     let kind = match &e {
         ureq::Error::HostNotFound => Dns,
-        ureq::Error::ConnectionFailed => Connect,
+        ureq::Error::ConnectionFailed | ureq::Error::ConnectProxyFailed(_) => Connect,
         ureq::Error::Timeout(_) => Timeout,
         ureq::Error::BodyExceedsLimit(_) => BodyTooLarge,
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Tls,
@@ -232,7 +315,7 @@ fn classify(e: ureq::Error) -> HttpError {
     };
     HttpError {
         kind,
-        detail: e.to_string().replace(['\n', '\r'], " "),
+        detail: proxy::scrub(&e.to_string().replace(['\n', '\r'], " ")),
     }
 }
 

@@ -4,7 +4,10 @@
 //! the registry host, credentials from the standard chain (environment,
 //! profile, web identity/IRSA, container credentials, IMDSv2), endpoints from
 //! the SDK's own settings (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_ECR`, profile
-//! `endpoint_url`), TLS from rustls with ring. Throttling and 5xx are retried by
+//! `endpoint_url`), TLS from rustls with ring, proxies from [`crate::proxy`]'s
+//! policy request by request ([`ProxyRouting`]: ECR, STS and Secrets Manager
+//! through the proxy unless `NO_PROXY` says otherwise; IMDS and the container
+//! and Pod Identity credential endpoints never). Throttling and 5xx are retried by
 //! the SDK's standard mode (exponential backoff with jitter); every attempt and
 //! the whole operation are bounded by the run's deadline.
 //!
@@ -20,12 +23,22 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
-use aws_smithy_http_client::tls;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{Connector, tls};
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::{
+    RuntimeComponents, RuntimeComponentsBuilder,
+};
 use aws_smithy_types::DateTime;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_types::service_config::ServiceConfigKey;
@@ -34,6 +47,7 @@ use aws_sdk_ecr::config::Credentials;
 
 use super::{Fetched, SourceError, error_chain};
 use crate::deadline::Deadline;
+use crate::proxy::{self, ProxyUrl};
 use crate::registry::{EcrRegistry, Target};
 use crate::secret::Secret;
 use crate::workload::{Identity, Workload};
@@ -143,7 +157,8 @@ async fn assume_role(
     if fips && !has_custom_endpoint(&conf, "STS") {
         b = b.use_fips(true);
     }
-    let client = aws_sdk_sts::Client::from_conf(b.interceptor(BoundedBody).build());
+    let client =
+        aws_sdk_sts::Client::from_conf(b.interceptor(BoundedBody).interceptor(HttpsOnly).build());
     tracing::debug!(role = w.role_arn, session = w.session_name, %region, "calling sts:AssumeRoleWithWebIdentity");
     let out = client
         .assume_role_with_web_identity()
@@ -202,6 +217,7 @@ pub fn fetch_secret(secret_id: &str, deadline: &Deadline) -> Result<(String, Sec
         let client = aws_sdk_secretsmanager::Client::from_conf(
             aws_sdk_secretsmanager::config::Builder::from(&conf)
                 .interceptor(BoundedBody)
+                .interceptor(HttpsOnly)
                 .build(),
         );
         tracing::debug!(secret = secret_id, "calling secretsmanager:GetSecretValue");
@@ -305,7 +321,9 @@ async fn fetch_async(
             } else {
                 b = b.use_fips(reg.fips).use_dual_stack(reg.dual_stack);
             }
-            let client = aws_sdk_ecr::Client::from_conf(b.interceptor(BoundedBody).build());
+            let client = aws_sdk_ecr::Client::from_conf(
+                b.interceptor(BoundedBody).interceptor(HttpsOnly).build(),
+            );
             tracing::debug!(region = %reg.region, fips = reg.fips, dual_stack = reg.dual_stack, "calling ecr:GetAuthorizationToken");
             let out = client
                 .get_authorization_token()
@@ -327,7 +345,9 @@ async fn fetch_async(
             if let Some(c) = creds {
                 b = b.credentials_provider(c.clone());
             }
-            let client = aws_sdk_ecrpublic::Client::from_conf(b.interceptor(BoundedBody).build());
+            let client = aws_sdk_ecrpublic::Client::from_conf(
+                b.interceptor(BoundedBody).interceptor(HttpsOnly).build(),
+            );
             tracing::debug!("calling ecr-public:GetAuthorizationToken");
             let out = client
                 .get_authorization_token()
@@ -355,11 +375,7 @@ async fn sdk_config(region: Option<&str>, deadline: &Deadline) -> SdkConfig {
     let operation = remaining
         .saturating_sub(Duration::from_millis(300))
         .max(Duration::from_millis(100));
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(
-            tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
+    let http = ProxyRouting::client(proxy::global());
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
     if let Some(r) = region {
         loader = loader.region(Region::new(r.to_string()));
@@ -399,6 +415,166 @@ fn has_custom_endpoint(conf: &SdkConfig, service_id: &str) -> bool {
         .is_some()
 }
 
+fn rustls_ring() -> tls::Provider {
+    tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring)
+}
+
+/// The SDK's HTTP client, routed by [`crate::proxy`]'s policy request by
+/// request: a direct client (the SDK's own), and for each configured proxy a
+/// client with the SDK's own proxy support (CONNECT tunnels for https), told
+/// to send everything it is given through that proxy. The credential chain's
+/// IMDS and container providers share this client, and the policy never sends
+/// their hosts to a proxy.
+#[derive(Debug)]
+struct ProxyRouting {
+    direct: SharedHttpClient,
+    proxied: Vec<(ProxyUrl, SharedHttpClient)>,
+    policy: &'static proxy::Policy,
+}
+
+impl ProxyRouting {
+    fn client(policy: &'static proxy::Policy) -> SharedHttpClient {
+        let direct = aws_smithy_http_client::Builder::new()
+            .tls_provider(rustls_ring())
+            .build_https();
+        if policy.is_empty() {
+            return direct;
+        }
+        let proxied = policy
+            .proxies()
+            .into_iter()
+            .filter_map(|p| {
+                // Credentials go in percent-encoded; the SDK decodes them.
+                match ProxyConfig::all(p.url_with_credentials()) {
+                    Ok(config) => Some((
+                        p.clone(),
+                        SharedHttpClient::new(ViaProxy {
+                            config,
+                            connectors: Default::default(),
+                        }),
+                    )),
+                    Err(_) => {
+                        tracing::warn!("{p} ({}) is not a usable proxy URL", p.var);
+                        None
+                    }
+                }
+            })
+            .collect();
+        SharedHttpClient::new(ProxyRouting {
+            direct,
+            proxied,
+            policy,
+        })
+    }
+}
+
+impl HttpClient for ProxyRouting {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(RoutedConnector {
+            direct: self.direct.http_connector(settings, components),
+            proxied: self.proxied.clone(),
+            policy: self.policy,
+            settings: settings.clone(),
+            components: components.clone(),
+        })
+    }
+
+    fn validate_base_client_config(
+        &self,
+        components: &RuntimeComponentsBuilder,
+        cfg: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.direct.validate_base_client_config(components, cfg)
+    }
+
+    fn connector_metadata(
+        &self,
+    ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
+        self.direct.connector_metadata()
+    }
+}
+
+struct RoutedConnector {
+    direct: SharedHttpConnector,
+    proxied: Vec<(ProxyUrl, SharedHttpClient)>,
+    policy: &'static proxy::Policy,
+    settings: HttpConnectorSettings,
+    components: RuntimeComponents,
+}
+
+impl std::fmt::Debug for RoutedConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoutedConnector")
+            .field("proxies", &self.proxied.len())
+            .finish()
+    }
+}
+
+impl HttpConnector for RoutedConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let via = match self.policy.proxy_for(request.uri()) {
+            Ok(None) => return self.direct.call(request),
+            Ok(Some(p)) => p,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        match self.proxied.iter().find(|(p, _)| p == via) {
+            Some((p, client)) => {
+                tracing::debug!(proxy = %p, "through the proxy from {}", p.var);
+                client
+                    .http_connector(&self.settings, &self.components)
+                    .call(request)
+            }
+            None => HttpConnectorFuture::ready(Err(ConnectorError::user(
+                format!("{via} ({}) is not a usable proxy URL", via.var).into(),
+            ))),
+        }
+    }
+}
+
+/// The SDK's client with one proxy for every request it is given; a
+/// connector per timeout settings, as the SDK's own client keeps.
+struct ViaProxy {
+    config: ProxyConfig,
+    connectors: std::sync::Mutex<Vec<(ConnectorKey, SharedHttpConnector)>>,
+}
+
+type ConnectorKey = (Option<Duration>, Option<Duration>);
+
+impl std::fmt::Debug for ViaProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The config holds the proxy's credentials: not printed.
+        f.write_str("ViaProxy")
+    }
+}
+
+impl HttpClient for ViaProxy {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        let key = (settings.connect_timeout(), settings.read_timeout());
+        let mut cache = self.connectors.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, c)) = cache.iter().find(|(k, _)| *k == key) {
+            return c.clone();
+        }
+        let mut b = Connector::builder();
+        b.set_connector_settings(Some(settings.clone()));
+        b.set_sleep_impl(components.sleep_impl());
+        let c = SharedHttpConnector::new(
+            b.proxy_config(self.config.clone())
+                .tls_provider(rustls_ring())
+                .build(),
+        );
+        cache.push((key, c.clone()));
+        c
+    }
+}
+
 /// Token responses are a few hundred bytes; refuse to read a body announced
 /// as larger than this, so a broken or hostile endpoint cannot eat the node's
 /// memory.
@@ -429,6 +605,34 @@ impl Intercept for BoundedBody {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// Every call carries a secret (a pod's token to STS) or brings one back (an
+/// ECR token, a Secrets Manager secret): an endpoint override
+/// (`AWS_ENDPOINT_URL*`, a profile's `endpoint_url`) must be https, or plain
+/// http to loopback only ([`crate::endpoint`]). Checked before signing, so
+/// nothing is sent.
+#[derive(Debug)]
+struct HttpsOnly;
+
+impl Intercept for HttpsOnly {
+    fn name(&self) -> &'static str {
+        "pullcred::HttpsOnly"
+    }
+
+    fn read_before_signing(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        crate::endpoint::secret_destination(
+            context.request().uri(),
+            "the AWS endpoint (AWS_ENDPOINT_URL*, profile endpoint_url)",
+        )
+        .map(|_| ())
+        .map_err(Into::into)
     }
 }
 
@@ -477,7 +681,7 @@ where
             } else {
                 "request failed"
             };
-            format!("{kind}: {}", error_chain(e))
+            format!("{kind}: {}", proxy::scrub(&error_chain(e)))
         }
         _ => error_chain(e),
     }

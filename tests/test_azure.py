@@ -186,7 +186,6 @@ HOSTS = [
     "myreg.azurecr.io",
     "myreg.azurecr.cn",
     "myreg.azurecr.us",
-    "myreg.azurecr.de",
     "myreg.westeurope.geo.azurecr.io",
     "myreg-e0cdbvd7abcdefgh.azurecr.io",
     "myreg-abc123.eastus2.geo.azurecr.io",
@@ -215,6 +214,8 @@ ACR_LOOK_ALIKES = [
     "foo.westus.data.azurecr.io/x",
     "azurecr.io/x",
     "mcr.microsoft.com/dotnet/runtime",
+    # Microsoft Cloud Germany was closed on 2021-10-29: no live ACR there
+    "myreg.azurecr.de/team/app",
 ]
 
 
@@ -416,3 +417,95 @@ def test_trace_logging_never_prints_an_azure_secret(plugin, azure, env, tmp_path
             assert s not in res.stderr
 def test_empty_mirror_list_is_fine(plugin, azure, env):
     ok(plugin.run(request(f"{ACR}/a"), env=dict(env, PULLCRED_ACR_MIRRORS="")))
+
+
+# --- where tokens may go ------------------------------------------------------
+
+
+@pytest.fixture
+def tripwire():
+    from standins.base import Tripwire
+
+    t = Tripwire()
+    yield t
+    t.close()
+
+
+def test_a_realm_with_userinfo_gets_no_token(plugin, azure, env, tripwire):
+    """`https://other.azurecr.io:443@HOST/...` names HOST, not an ACR: the
+    Entra token must not be sent there (nor anywhere), whatever the text
+    before the `@` says."""
+    # Given an ACR whose challenge names a realm with userinfo, on a listener
+    # that records every connection
+    azure.configure(challenge=f'Bearer realm="https://other.azurecr.io:443@{tripwire.host}/oauth2/token",service="{ACR}"')
+    e = dict(env, PULLCRED_ACR_ENDPOINTS=f"{ACR}={azure.url}")
+    # When the kubelet asks
+    res = plugin.run(request(f"{ACR}/a"), env=e)
+    # Then pullcred fails in one line, naming the userinfo, and nothing was sent
+    fails(res, "ACR challenge", "userinfo", "refusing to send it a token")
+    assert tripwire.hits == []
+    assert azure.calls_to("exchange") == []
+
+
+@pytest.mark.parametrize(
+    "var,value",
+    [
+        ("AZURE_AUTHORITY_HOST", "http://login.example"),
+        ("PULLCRED_ACR_ENDPOINTS", "*=http://acr.example"),
+        ("PULLCRED_ACR_ENDPOINTS", f"{ACR}=http://acr.example:8080"),
+    ],
+    ids=["authority", "endpoints-star", "endpoints-host"],
+)
+def test_plain_http_endpoints_that_receive_secrets_are_refused(plugin, azure, env, tripwire, var, value):
+    """A client secret or an Entra token never goes over plain http to a
+    non-loopback host: refused before any connection (a proxy would see
+    every plain-http request)."""
+    secret = "sp-secret-http-" + os.urandom(8).hex()
+    SECRETS.add(secret)
+    azure.configure(client_secret=secret)
+    e = dict(env, AZURE_CLIENT_ID="c", AZURE_TENANT_ID="t", AZURE_CLIENT_SECRET=secret, **tripwire.proxy_env())
+    e[var] = value
+    res = plugin.run(request(f"{ACR}/a"), env=e)
+    fails(res, var, "plain http", "refusing")
+    assert tripwire.hits == []
+    assert azure.calls_to("entra") == [] and azure.calls_to("exchange") == []
+
+
+def test_loopback_http_endpoints_still_work(plugin, azure, env):
+    """Plain http to loopback stays allowed (tests, local agents): the
+    stand-in's plain-http listener serves Entra and the ACR too."""
+    secret = "sp-secret-loopback-" + os.urandom(8).hex()
+    SECRETS.add(secret)
+    azure.configure(client_secret=secret)
+    plain = azure.imds_url.replace("127.0.0.1", "localhost")
+    e = dict(env, PULLCRED_ACR_ENDPOINTS=f"*={plain}", AZURE_AUTHORITY_HOST=azure.imds_url,
+             AZURE_CLIENT_ID="c", AZURE_TENANT_ID="t", AZURE_CLIENT_SECRET=secret)
+    ok(plugin.run(request(f"{ACR}/a"), env=e))
+    assert len(azure.calls_to("entra")) == 1 and len(azure.calls_to("exchange")) == 1
+
+
+def test_doctor_checks_a_mirror_at_its_acr_not_at_the_source(plugin, azure, env, tripwire):
+    """With --mirror SOURCE=ACR the kubelet gets the ACR's refresh token for
+    SOURCE's images; `pullcred doctor` checks the pull at the ACR and never
+    sends that token to SOURCE."""
+    import subprocess
+
+    from conftest import BIN
+
+    # Given a mirror whose source is a listener that must never be contacted
+    source = tripwire.host
+    image = f"{source}/team/app:1.0"
+    # When the operator runs the doctor for an image of the source
+    p = subprocess.run([str(BIN), "doctor", image, "--json", "--mirror", f"{source}={ACR}",
+                        "--image-fs", str(plugin.cache_dir.parent)],
+                       capture_output=True, text=True, env=dict(plugin.env, **env), timeout=60)
+    # Then the source got nothing, and the registry step asked the ACR
+    assert tripwire.hits == [], p.stdout
+    report = json.loads(p.stdout)
+    [reg] = [s for s in report["steps"] if s["step"] == "registry"]
+    assert source not in reg["seen"], reg
+    assert azure.url in reg["seen"], reg
+    # one challenge for the fetch, one for the doctor's own check
+    assert len(azure.calls_to("challenge")) == 2
+    for s in (*azure.refresh_tokens, *azure.issued_access):
+        assert s not in p.stdout + p.stderr

@@ -200,3 +200,40 @@ def test_an_unreadable_token_file_is_a_usage_error(plugin, tmp_path):
                        capture_output=True, text=True, env=plugin.env, timeout=60)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.count("\n") == 1 and "--service-account-token" in p.stderr
+
+
+def test_a_plain_http_realm_on_another_host_gets_no_password(plugin, registry, tmp_path):
+    """doctor asks the token service with the password only under the
+    registry check's rule: a plain-http realm on another host is reported,
+    and nothing is sent (a proxy would see any plain-http request)."""
+    from standins.base import Tripwire
+    from test_static import plain_http_realm_standin
+
+    trip = Tripwire()
+    srv = plain_http_realm_standin(registry, "http://creds-thief.example/token")
+    try:
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        cfg = docker_config(tmp_path / "config.json", {host: user(registry)})
+        p = doctor(plugin, registry, f"{host}/team/app:1.0", cfg, "--json", env=trip.proxy_env())
+        assert p.returncode == 1, p.stdout + p.stderr
+        [reg] = [s for s in json.loads(p.stdout)["steps"] if s["step"] == "registry"]
+        assert reg["status"] == "fail" and "plain http" in reg["cause"], reg
+        assert trip.hits == []
+    finally:
+        srv.shutdown()
+        trip.close()
+
+
+def test_a_path_key_without_a_trailing_slash_is_warned_about(plugin, registry, tmp_path):
+    """The kubelet matches a docker-config key's path as a plain string
+    prefix: `host/team` also matches `host/team-other/...`. doctor says so."""
+    cfg = docker_config(tmp_path / "config.json", {f"{registry.host}/team": user(registry)})
+    p = doctor(plugin, registry, f"{registry.host}/team/app:1.0", cfg, "--json")
+    steps = json.loads(p.stdout)["steps"]
+    [warn] = [s for s in steps if s["step"] == "auth-key"]
+    assert warn["status"] == "warn"
+    assert f"{registry.host}/team" in warn["seen"] and "prefix" in warn["seen"]
+    # a key without a path matches by host: no warning
+    cfg = docker_config(tmp_path / "config2.json", {registry.host: user(registry)})
+    p = doctor(plugin, registry, f"{registry.host}/team/app:1.0", cfg, "--json", env={"PULLCRED_NO_CACHE": "1"})
+    assert not [s for s in json.loads(p.stdout)["steps"] if s["step"] == "auth-key"]

@@ -227,3 +227,54 @@ def test_token_service_check_logs_the_rate_limit(plugin, registry, tmp_path):
         assert f"https://127.0.0.1:{srv.server_address[1]}/token" in res.stderr
     finally:
         srv.shutdown()
+
+
+def plain_http_realm_standin(registry, realm):
+    """A STAND-IN registry whose Bearer challenge names `realm`."""
+    from http.server import BaseHTTPRequestHandler
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="registry.example"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_HEAD = do_GET
+
+    return registry.serve_tls(H)
+
+
+@pytest.fixture
+def tripwire():
+    from standins.base import Tripwire
+
+    t = Tripwire()
+    yield t
+    t.close()
+
+
+@pytest.mark.parametrize("realm", ["http://creds-thief.example/token", "https://registry.example@creds-thief.example/token"],
+                         ids=["plain-http-other-host", "userinfo"])
+def test_a_realm_that_would_expose_the_password_is_refused(plugin, registry, tmp_path, tripwire, realm):
+    """The registry check sends the password to the token service the
+    challenge names only over https (or to loopback): a plain-http realm on
+    another host, or a realm with userinfo, is refused before any connection
+    and the credentials are not served."""
+    # Given a registry whose challenge names such a realm, and a proxy that
+    # would see any plain-http request
+    srv = plain_http_realm_standin(registry, realm)
+    try:
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        cfg = docker_config(tmp_path / "config.json", {host: user(registry)})
+        # When the kubelet asks for the registry's credentials
+        res = plugin.run(request(f"{host}/team/app"), env=env_for(registry, cfg, **tripwire.proxy_env()))
+        # Then pullcred refuses in one line and the password went nowhere
+        assert res.code == 1, res.stderr
+        assert "the registry's token realm" in res.stderr and "refusing" in res.stderr
+        assert tripwire.hits == []
+    finally:
+        srv.shutdown()

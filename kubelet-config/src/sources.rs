@@ -166,17 +166,15 @@ pub static AZURE: Source = Source {
         "*.azurecr.io",
         "*.azurecr.cn",
         "*.azurecr.us",
-        "*.azurecr.de",
         "*.*.geo.azurecr.io",
     ],
     example_hosts: &[
         "myregistry.azurecr.io",
         "myregistry.azurecr.cn",
         "myregistry.azurecr.us",
-        "myregistry.azurecr.de",
         "myregistry.westeurope.geo.azurecr.io",
     ],
-    domains: &["azurecr.io", "azurecr.cn", "azurecr.us", "azurecr.de"],
+    domains: &["azurecr.io", "azurecr.cn", "azurecr.us"],
     token_life_secs: Some(3 * 3600),
     default_cache_duration: "2h30m",
     annotation_keys: &[

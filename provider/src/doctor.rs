@@ -18,6 +18,12 @@
 //! Exit 0 when the image would pull. Every network step is bounded by one
 //! deadline. Nothing secret is printed: passwords are masked, tokens unused
 //! beyond the request that needs them.
+//!
+//! Credentials go where the pull's would, and no further: a `--mirror`
+//! source's image is checked at its ACR (the source registry never gets the
+//! ACR token from the doctor), and a Bearer realm gets the password only
+//! under the registry check's rule
+//! ([`crate::sources::registry_check::credential_realm`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,7 +38,7 @@ use crate::image::ImageRef;
 use crate::protocol::{API_VERSIONS, AuthConfig};
 use crate::run::{self, Options};
 use crate::secret::Secret;
-use crate::sources::registry_check::api_base;
+use crate::sources::registry_check::{api_base, credential_realm, percent_encode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -233,6 +239,17 @@ pub fn run(input: &str, opts: &Options, doc: &DoctorOptions) -> Report {
                 })
                 .collect();
             steps.push(Step::new("credentials", Status::Ok, seen.join("; ")));
+            for warning in auth
+                .keys()
+                .filter_map(|k| kubelet_config::matching::path_key_prefix_warning(k))
+            {
+                steps.push(Step::warn(
+                    "auth-key",
+                    warning,
+                    "the kubelet matches a key's path as a plain string prefix",
+                    "end the docker config key with \"/\" where the path ends",
+                ));
+            }
             // The kubelet tries matching keys in reverse lexical order.
             auth.into_iter().next_back().map(|(_, a)| a)
         }
@@ -247,9 +264,28 @@ pub fn run(input: &str, opts: &Options, doc: &DoctorOptions) -> Report {
         }
     };
 
-    // 5. registry
+    // 5. registry: where the credentials are used (a --mirror source's ACR)
     let client = Client::new(&deadline);
-    let contact = contact(&client, &image, &reference, creds.as_ref());
+    let contact = match registry_api(opts, &image) {
+        Ok((base, acr)) => contact(
+            &client,
+            &base,
+            acr.as_deref(),
+            &image,
+            &reference,
+            creds.as_ref(),
+        ),
+        Err(e) => Contact {
+            step: Step::fail(
+                "registry",
+                image.registry.clone(),
+                e,
+                "fix the endpoint setting named above",
+            ),
+            digest: None,
+            date: None,
+        },
+    };
     let pinned = contact
         .digest
         .as_ref()
@@ -366,6 +402,35 @@ fn provider_entry(config: Option<&Path>, name: &str) -> Step {
     )
 }
 
+/// The API base (`https://host/v2/`) that answers for `image` with the
+/// credentials pullcred gives, and the ACR login server when it is an ACR:
+/// a `--mirror` source's ACR, never the source itself, reached as the fetch
+/// reaches it (`PULLCRED_ACR_ENDPOINTS`); else the image's registry.
+fn registry_api(opts: &Options, image: &ImageRef) -> Result<(String, Option<String>), String> {
+    match crate::registry::route_with_mirrors(image, &opts.azure.mirrors) {
+        #[cfg(feature = "azure")]
+        Ok(crate::registry::Target::Acr(reg)) => {
+            crate::sources::azure::registry_api(&reg.login_server)
+                .map(|base| (base, Some(reg.login_server.clone())))
+                .map_err(|e| e.to_string())
+        }
+        #[cfg(not(feature = "azure"))]
+        Ok(crate::registry::Target::Acr(reg)) => Ok((api_base(&reg.login_server), None)),
+        _ => Ok((api_base(&image.registry), None)),
+    }
+}
+
+/// Where a Bearer realm's token service is asked with the credentials: an
+/// ACR's realm under the ACR exchange's rule, any other under the registry
+/// check's.
+fn realm_url(base: &str, acr: Option<&str>, realm: &str) -> Result<String, String> {
+    match acr {
+        #[cfg(feature = "azure")]
+        Some(login_server) => crate::sources::azure::realm_url(login_server, realm),
+        _ => credential_realm(base, realm).map(|r| r.url()),
+    }
+}
+
 struct Contact {
     step: Step,
     digest: Option<String>,
@@ -376,11 +441,13 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, applicati
 
 fn contact(
     client: &Client,
+    base: &str,
+    acr: Option<&str>,
     image: &ImageRef,
     reference: &str,
     creds: Option<&AuthConfig>,
 ) -> Contact {
-    let base = api_base(&image.registry);
+    let base = base.to_string();
     let manifest = format!("{base}{}/manifests/{reference}", image.repository);
     let done = |step, digest, date| Contact { step, digest, date };
     let first = match client.get(&base, &[]) {
@@ -408,7 +475,7 @@ fn contact(
                 .unwrap_or_default();
             match challenges.iter().find(|c| c.scheme == "bearer") {
                 Some(b) => {
-                    let Some(realm) = b.param("realm") else {
+                    let Some(raw_realm) = b.param("realm") else {
                         return done(
                             Step::fail(
                                 "registry",
@@ -420,6 +487,22 @@ fn contact(
                             date,
                         );
                     };
+                    let realm = match realm_url(&base, acr, raw_realm) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            return done(
+                                Step::fail(
+                                    "registry",
+                                    base,
+                                    e,
+                                    "the registry's token service must be https; fix the registry's auth configuration",
+                                ),
+                                None,
+                                date,
+                            );
+                        }
+                    };
+                    let realm = realm.as_str();
                     let mut url = format!(
                         "{realm}{}scope=repository:{}:pull",
                         if realm.contains('?') { "&" } else { "?" },
@@ -427,7 +510,7 @@ fn contact(
                     );
                     if let Some(s) = b.param("service") {
                         url.push_str("&service=");
-                        url.push_str(&s.replace(' ', "%20"));
+                        url.push_str(&percent_encode(s));
                     }
                     let headers: Vec<(&str, &str)> = basic
                         .iter()

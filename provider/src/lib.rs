@@ -13,6 +13,7 @@
 //! - [`registry`]: which source serves a registry host (anchored host matching).
 //! - [`challenge`]: `WWW-Authenticate` challenge parsing.
 //! - [`cache`]: the on-disk cache: private directory, atomic entries, single flight.
+//! - [`private_file`]: reading a credential or cache file: no FIFO, no swap, no symlink.
 //! - [`expiry`]: refresh points and `cacheDuration` from a token's real expiry.
 //! - [`deadline`]: one deadline for the whole run.
 //! - `doctor`: `pullcred doctor IMAGE`, explaining an ImagePullBackOff from the node.
@@ -29,12 +30,17 @@ pub mod cli;
 pub mod deadline;
 #[cfg(feature = "static")]
 pub mod doctor;
+#[cfg(any(feature = "http", feature = "aws"))]
+pub mod endpoint;
 pub mod expiry;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod image;
 pub mod logging;
+pub mod private_file;
 pub mod protocol;
+#[cfg(any(feature = "http", feature = "aws"))]
+pub mod proxy;
 pub mod registry;
 pub mod run;
 pub mod secret;

@@ -293,8 +293,10 @@ pub struct AcrMirror {
     pub acr: String,
 }
 
-/// ACR's DNS suffixes: public, China, US Government, Germany.
-pub const ACR_SUFFIXES: [&str; 4] = ["azurecr.io", "azurecr.cn", "azurecr.us", "azurecr.de"];
+/// ACR's DNS suffixes: public, China, US Government. Not `azurecr.de`:
+/// Microsoft Cloud Germany was closed on 2021-10-29, and an Entra token must
+/// not go to a suffix no live Azure cloud serves.
+pub const ACR_SUFFIXES: [&str; 3] = ["azurecr.io", "azurecr.cn", "azurecr.us"];
 
 /// The parts of an ACR host.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -106,3 +106,44 @@ def start(handler_cls, tls_context=None):
     server.thread = threading.Thread(target=server.serve_forever, daemon=True)
     server.thread.start()
     return server
+
+
+class Tripwire:
+    """A TCP listener on 127.0.0.1 that must never be contacted: it records
+    each connection's first line (a request line, or the start of a TLS
+    handshake; never headers or bodies) and closes it. As HTTP_PROXY with
+    NO_PROXY=127.0.0.1,localhost it catches any plain-http request to a
+    non-loopback host; as a host it catches any connection at all."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
+        self.hits = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    first = conn.recv(4096)
+                except OSError:
+                    first = b""
+                self.hits.append(first.split(b"\r\n", 1)[0][:200])
+
+    def proxy_env(self):
+        """Environment that sends plain-http requests for other hosts here."""
+        return {"HTTP_PROXY": self.url, "http_proxy": self.url, "NO_PROXY": "127.0.0.1,localhost",
+                "no_proxy": "127.0.0.1,localhost"}
+
+    def close(self):
+        self.sock.close()

@@ -15,27 +15,33 @@
 //!    `tenant`, `access_token`) returns the refresh token; the kubelet gets it
 //!    as the password of user `00000000-0000-0000-0000-000000000000`.
 //!
-//! The Entra token goes only to an https realm on the registry's own host or
-//! another ACR host, never to whatever host a challenge names.
+//! The Entra token goes only to an https realm on the registry's own host
+//! and port, or another ACR host on 443, never to whatever host a challenge
+//! names. Realms are parsed with [`crate::endpoint`] (no userinfo, exact host
+//! and port) and the exchange URL is rebuilt from the parsed parts.
 //!
 //! Endpoints, for tests and private networks:
 //! - `PULLCRED_AZURE_IMDS_ENDPOINT` (default `http://169.254.169.254`);
 //! - `AZURE_AUTHORITY_HOST` (Entra; default from azure.json's `cloud`);
 //! - `PULLCRED_ACR_ENDPOINTS`: `host[:port]=URL,...` (`*` for every host):
 //!   where to reach a registry or realm host instead of `https://host[:port]`.
+//!
+//! `AZURE_AUTHORITY_HOST` and `PULLCRED_ACR_ENDPOINTS` receive secrets: they
+//! must be https, or plain http to loopback only.
 
 use crate::challenge;
 mod config;
 pub mod jwt;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
 use super::{AzureSettings, Fetched, SourceError};
 use crate::deadline::Deadline;
+use crate::endpoint::{self, Destination, Scheme};
 use crate::http::{self, Client, HttpError, HttpErrorKind, Response};
+use crate::private_file::{self, Limits};
 use crate::registry::{AcrRegistry, parse_acr_host};
 use crate::secret::Secret;
 use crate::workload::{AZURE_TENANT_ANNOTATION, Identity, Workload};
@@ -79,7 +85,7 @@ pub fn cache_parts(reg: &AcrRegistry, settings: &AzureSettings) -> Vec<(&'static
     }
     if let Some(path) = config_path(settings) {
         parts.push(("azure-config", path.display().to_string()));
-        let digest = read_limited(&path)
+        let digest = read_private(&path)
             .map(|b| format!("{:x}", Sha256::digest(&b)))
             .unwrap_or_else(|_| "unreadable".into());
         parts.push(("azure-config-sha256", digest));
@@ -233,34 +239,17 @@ fn read_config(settings: &AzureSettings) -> Result<Option<(PathBuf, AzureJson)>,
     })
 }
 
-/// Reads a file that holds a credential: it must be ours, not a symlink, and
-/// closed to other users.
+/// Reads a file that holds a credential (azure.json, a client certificate)
+/// through one handle: a regular file, not a symlink, ours and closed to
+/// other users (see [`crate::private_file`]).
 fn read_private(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
-    if let Err(crate::cache::CacheError::Insecure { why, .. }) =
-        crate::cache::check_private(path, &meta, false)
-    {
-        return Err(format!(
-            "refused: it holds credentials but {}",
-            why.replace("(want 0700)", "(want 0600)")
-        ));
-    }
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    read_limited(path)
+    private_file::open_regular(path, Limits::private(MAX_FILE)).map_err(|e| e.to_string())
 }
 
+/// Reads a token file (the federated token): a regular file, through one
+/// handle; symlinks are followed, as a projected token is one.
 fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    f.take(MAX_FILE + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| e.to_string())?;
-    if buf.len() as u64 > MAX_FILE {
-        return Err(format!("larger than {MAX_FILE} bytes"));
-    }
-    Ok(buf)
+    private_file::open_regular(path, Limits::shared(MAX_FILE)).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------
@@ -272,7 +261,7 @@ fn entra_token(
     identity: &config::Identity,
 ) -> Result<Secret, SourceError> {
     let (tenant, client_id) = match &identity.credential {
-        Credential::ManagedIdentity(id) => return imds_token(client, deadline, id.as_ref()),
+        Credential::ManagedIdentity(id) => return imds_token(deadline, id.as_ref()),
         Credential::Workload {
             tenant, client_id, ..
         }
@@ -350,11 +339,10 @@ fn entra_token(
     access_token(&resp).map_err(fail)
 }
 
-fn imds_token(
-    client: &Client,
-    deadline: &Deadline,
-    id: Option<&UserAssigned>,
-) -> Result<Secret, SourceError> {
+/// IMDS is asked directly, never through a proxy: a proxy must not see, or
+/// answer, a token request.
+fn imds_token(deadline: &Deadline, id: Option<&UserAssigned>) -> Result<Secret, SourceError> {
+    let client = Client::direct(deadline);
     let base = std::env::var("PULLCRED_AZURE_IMDS_ENDPOINT")
         .ok()
         .filter(|v| !v.is_empty())
@@ -417,6 +405,7 @@ fn access_token(resp: &Response) -> Result<Secret, String> {
 // ACR
 
 /// `PULLCRED_ACR_ENDPOINTS`: where to reach a registry host.
+#[derive(Debug)]
 struct Endpoints(Vec<(String, String)>);
 
 impl Endpoints {
@@ -428,21 +417,22 @@ impl Endpoints {
         })
     }
 
+    /// Each URL receives Entra tokens: https, or http to loopback only
+    /// ([`endpoint::secret_destination`]); kept as its rebuilt origin.
     fn parse(raw: &str) -> Result<Endpoints, String> {
         let mut out = Vec::new();
         for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (host, url) = item
                 .split_once('=')
                 .ok_or_else(|| format!("{item:?} is not host=URL"))?;
-            let url = url.trim().trim_end_matches('/');
-            let rest = url
-                .strip_prefix("https://")
-                .or_else(|| url.strip_prefix("http://"))
-                .ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;
-            if rest.is_empty() || rest.contains('/') {
-                return Err(format!("{url:?} must be scheme://host[:port], no path"));
+            let d = endpoint::secret_destination(url.trim(), "PULLCRED_ACR_ENDPOINTS URL")?;
+            if d.path_and_query != "/" {
+                return Err(format!(
+                    "{:?} must be scheme://host[:port], no path",
+                    url.trim()
+                ));
             }
-            out.push((host.trim().to_string(), url.to_string()));
+            out.push((host.trim().to_ascii_lowercase(), d.origin()));
         }
         Ok(Endpoints(out))
     }
@@ -457,6 +447,12 @@ impl Endpoints {
         }
         format!("https://{authority}")
     }
+}
+
+/// The `/v2/` API base of an ACR login server as pullcred reaches it
+/// (`PULLCRED_ACR_ENDPOINTS` applied), for `pullcred doctor`.
+pub fn registry_api(login_server: &str) -> Result<String, SourceError> {
+    Ok(format!("{}/v2/", Endpoints::from_env()?.base(login_server)))
 }
 
 fn challenge(
@@ -488,21 +484,54 @@ fn challenge(
 }
 
 /// The `/oauth2/exchange` URL on the realm's host, if the realm is one we
-/// may send an Entra token to: https, on the login server's host or another
-/// ACR host.
+/// may send an Entra token to: https, no userinfo, and on the login server's
+/// own host and port or on another ACR host at port 443. The URL is rebuilt
+/// from the parsed realm, never cut out of its text.
 fn exchange_url(endpoints: &Endpoints, login_server: &str, realm: &str) -> Result<String, String> {
-    let rest = realm.strip_prefix("https://").ok_or_else(|| {
-        format!("the challenge's realm {realm:?} is not https; refusing to send it a token")
-    })?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.split(':').next().unwrap_or("");
-    let login_host = login_server.split(':').next().unwrap_or(login_server);
-    if host != login_host && parse_acr_host(host).is_none() {
-        return Err(format!(
-            "the challenge's realm {realm:?} is neither on {login_host} nor an ACR host; refusing to send it a token"
+    let r = acr_realm(login_server, realm)?;
+    let url = format!("{}/oauth2/exchange", endpoints.base(&r.authority()));
+    // Endpoints were checked when read; a fallback is the realm's https origin.
+    endpoint::secret_destination(&url, "the ACR token exchange URL").map(|d| d.url())
+}
+
+/// The realm, parsed, if it may receive a token for `login_server` (see
+/// [`exchange_url`]).
+fn acr_realm(login_server: &str, realm: &str) -> Result<Destination, String> {
+    const WHAT: &str = "the challenge's realm";
+    let refuse = |why: &str| {
+        Err(format!(
+            "{WHAT} {:?} {why}; refusing to send it a token",
+            realm.chars().take(200).collect::<String>()
+        ))
+    };
+    let r = match endpoint::parse(realm, WHAT) {
+        Ok(r) => r,
+        Err(e) => return Err(format!("{e}; refusing to send it a token")),
+    };
+    if r.scheme != Scheme::Https {
+        return refuse("is not https");
+    }
+    let login: Destination =
+        endpoint::parse(&format!("https://{login_server}/"), "the login server")?;
+    let own = r.same_host_and_port(&login);
+    let other_acr = parse_acr_host(&r.host).is_some() && r.port == Scheme::Https.default_port();
+    if !own && !other_acr {
+        return refuse(&format!(
+            "is neither on {} nor an ACR host on port 443",
+            login.authority()
         ));
     }
-    Ok(format!("{}/oauth2/exchange", endpoints.base(authority)))
+    Ok(r)
+}
+
+/// The token service URL of an ACR challenge's realm as pullcred reaches it
+/// (`PULLCRED_ACR_ENDPOINTS` applied), under the exchange's rule, for
+/// `pullcred doctor`.
+pub fn realm_url(login_server: &str, realm: &str) -> Result<String, String> {
+    let endpoints = Endpoints::from_env().map_err(|e| e.to_string())?;
+    let r = acr_realm(login_server, realm)?;
+    let url = format!("{}{}", endpoints.base(&r.authority()), r.path_and_query);
+    endpoint::secret_destination(&url, "the ACR token service URL").map(|d| d.url())
 }
 
 fn exchange(
@@ -613,18 +642,31 @@ mod tests {
     #[test]
     fn endpoints_map_hosts_ports_and_star() {
         let e = Endpoints::parse(
-            "a.azurecr.io=https://127.0.0.1:1, b.azurecr.io:8443=http://h:2/ ,*=https://x:3",
+            "a.azurecr.io=https://127.0.0.1:1, b.azurecr.io:8443=http://127.0.0.1:2/ ,*=https://X:3",
         )
         .unwrap();
         assert_eq!(e.base("a.azurecr.io"), "https://127.0.0.1:1");
         assert_eq!(e.base("a.azurecr.io:443"), "https://127.0.0.1:1");
-        assert_eq!(e.base("b.azurecr.io:8443"), "http://h:2");
+        assert_eq!(e.base("b.azurecr.io:8443"), "http://127.0.0.1:2");
         assert_eq!(e.base("c.azurecr.io"), "https://x:3");
         let none = Endpoints::parse("").unwrap();
         assert_eq!(none.base("r.azurecr.io:5000"), "https://r.azurecr.io:5000");
-        for bad in ["a", "a=ftp://x", "a=https://x/path", "a=https://"] {
+        for bad in [
+            "a",
+            "a=ftp://x",
+            "a=https://x/path",
+            "a=https://",
+            "a=https://u@x",
+            "a=http://h:2",
+            "a=http://10.0.0.1",
+        ] {
             assert!(Endpoints::parse(bad).is_err(), "{bad}");
         }
+        let e = Endpoints::parse("a=http://acr.internal:8080").unwrap_err();
+        assert!(
+            e.contains("PULLCRED_ACR_ENDPOINTS") && e.contains("plain http"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -653,15 +695,52 @@ mod tests {
             .unwrap(),
             "https://r.azurecr.io/oauth2/exchange"
         );
+        // another ACR host, on 443 only
+        assert_eq!(
+            exchange_url(&e, "r.azurecr.io", "https://o.azurecr.io:443/oauth2/token").unwrap(),
+            "https://o.azurecr.io:443/oauth2/exchange"
+        );
+        // the login server's own port
+        assert_eq!(
+            exchange_url(
+                &e,
+                "r.azurecr.io:8443",
+                "https://R.AZURECR.IO:8443/oauth2/token"
+            )
+            .unwrap(),
+            "https://r.azurecr.io:8443/oauth2/exchange"
+        );
         for bad in [
             "http://r.azurecr.io/oauth2/token",
             "https://evil.io/oauth2/token",
             "https://r.azurecr.io.evil.io/oauth2/token",
             "https://evil.io#r.azurecr.io",
             "r.azurecr.io/oauth2/token",
+            // userinfo: the host is evil.example
+            "https://other.azurecr.io:443@evil.example/oauth2/token",
+            "https://r.azurecr.io@evil.example/oauth2/token",
+            "https://r.azurecr.io:443@127.0.0.1:9/oauth2/token",
+            "https://r.azurecr.io\\@evil.example/oauth2/token",
+            "https://r.azurecr.io%40evil.example/oauth2/token",
+            // ports: another ACR host elsewhere than 443, the login server on another port
+            "https://o.azurecr.io:8443/oauth2/token",
+            "https://r.azurecr.io:8443/oauth2/token",
+            "https://r.azurecr.io./oauth2/token",
+            "https://[::1]/oauth2/token",
         ] {
-            assert!(exchange_url(&e, "r.azurecr.io", bad).is_err(), "{bad}");
+            let err = exchange_url(&e, "r.azurecr.io", bad).unwrap_err();
+            assert!(err.contains("refusing to send it a token"), "{bad}: {err}");
         }
+        // an endpoint map cannot be bypassed by a userinfo realm either
+        let mapped = Endpoints::parse("r.azurecr.io=https://127.0.0.1:1").unwrap();
+        assert!(
+            exchange_url(
+                &mapped,
+                "r.azurecr.io",
+                "https://r.azurecr.io:443@127.0.0.1:2/oauth2/token"
+            )
+            .is_err()
+        );
     }
 
     #[test]

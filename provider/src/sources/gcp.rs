@@ -30,7 +30,6 @@ mod external;
 mod jwt;
 mod sigv4;
 
-use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
@@ -40,6 +39,7 @@ use sha2::{Digest, Sha256};
 use super::{Fetched, SourceError};
 use crate::deadline::Deadline;
 use crate::http::{self, Client, HttpError, HttpErrorKind, Response};
+use crate::private_file::{self, Limits};
 use crate::secret::Secret;
 use crate::workload::{Audience, Identity, Workload};
 
@@ -111,9 +111,8 @@ pub fn fetch_for_workload(w: &Workload, deadline: &Deadline) -> Result<Fetched, 
         Audience::Given(a) => a.clone(),
         Audience::GkeMetadata => gke_audience(deadline)?,
     };
-    let env_url = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    let sts = env_url(STS_URL_ENV).unwrap_or_else(|| external::DEFAULT_STS_URL.to_string());
-    let iam = env_url(IAM_CREDENTIALS_URL_ENV).unwrap_or_else(|| DEFAULT_IAM_CREDENTIALS.into());
+    let sts = env_url(STS_URL_ENV)?.unwrap_or_else(|| external::DEFAULT_STS_URL.to_string());
+    let iam = env_url(IAM_CREDENTIALS_URL_ENV)?.unwrap_or_else(|| DEFAULT_IAM_CREDENTIALS.into());
     let impersonation = impersonate.as_ref().map(|sa| {
         format!(
             "{}/v1/projects/-/serviceAccounts/{sa}:generateAccessToken",
@@ -141,6 +140,20 @@ pub fn fetch_for_workload(w: &Workload, deadline: &Deadline) -> Result<Fetched, 
         password,
         expires_at,
     })
+}
+
+/// An endpoint override from the environment; it receives the pod's token
+/// or a federated token, so https, or http to loopback only.
+fn env_url(name: &str) -> Result<Option<String>, SourceError> {
+    let Some(v) = std::env::var(name).ok().filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let v = v.trim().to_string();
+    crate::endpoint::secret_destination(&v, name).map_err(|detail| SourceError {
+        step: format!("reading {name}"),
+        detail,
+    })?;
+    Ok(Some(v))
 }
 
 /// GKE's workload pool audience, from the metadata server:
@@ -180,7 +193,7 @@ fn metadata_value(path: &str, deadline: &Deadline) -> Result<String, SourceError
 pub fn cache_parts() -> Vec<(&'static str, String)> {
     let mut parts = Vec::new();
     if let Some(p) = std::env::var_os(CREDENTIALS_ENV).filter(|p| !p.is_empty()) {
-        let digest = match read_limited(Path::new(&p)) {
+        let digest = match read_private(Path::new(&p)) {
             Ok(bytes) => hex(&Sha256::digest(&bytes)),
             Err(_) => "unreadable".to_string(),
         };
@@ -259,9 +272,10 @@ fn metadata_token(deadline: &Deadline) -> Result<(Secret, i64), SourceError> {
 }
 
 /// A GET of the metadata server, with its header, retried as it needs.
+/// Never through a proxy: a proxy must not see, or answer, a token request.
 fn metadata_get(url: &str, deadline: &Deadline) -> Result<Response, HttpError> {
     retry_with_timeouts(deadline, METADATA_ATTEMPTS, |attempt_deadline| {
-        Client::new(attempt_deadline).get(url, &[("Metadata-Flavor", "Google")])
+        Client::direct(attempt_deadline).get(url, &[("Metadata-Flavor", "Google")])
     })
 }
 
@@ -342,51 +356,17 @@ fn from_file(
     }
 }
 
-/// Reads a credentials file that may hold a private key: not a symlink,
-/// owned by the user running pullcred, closed to other users.
+/// Reads a credentials file that may hold a private key through one handle:
+/// a regular file, not a symlink, owned by the user running pullcred, closed
+/// to other users (see [`crate::private_file`]).
 fn read_private(path: &Path) -> Result<Vec<u8>, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-                "refused: is a symlink".to_string()
-            } else {
-                format!("cannot read: {e}")
-            }
-        })?;
-    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-    if !meta.is_file() {
-        return Err("refused: not a regular file".into());
-    }
-    if let Err(crate::cache::CacheError::Insecure { why, .. }) =
-        crate::cache::check_private(path, &meta, false)
-    {
-        return Err(format!(
-            "refused: {}",
-            why.replace("(want 0700)", "(want 0600)")
-        ));
-    }
-    read_all(file)
+    private_file::open_regular(path, Limits::private(MAX_FILE_BYTES)).map_err(|e| e.to_string())
 }
 
-/// Reads a file of at most [`MAX_FILE_BYTES`].
+/// Reads a subject token file of at most [`MAX_FILE_BYTES`]: a regular file,
+/// through one handle; symlinks are followed, as a projected token is one.
 fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-    read_all(file)
-}
-
-fn read_all(file: std::fs::File) -> Result<Vec<u8>, String> {
-    let mut buf = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if buf.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
-    }
-    Ok(buf)
+    private_file::open_regular(path, Limits::shared(MAX_FILE_BYTES)).map_err(|e| e.to_string())
 }
 
 /// Where a JSON error is, without quoting the input (it may hold a key).

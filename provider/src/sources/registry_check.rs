@@ -5,11 +5,18 @@
 //! A revoked or mistyped token then fails at the node with a clear error
 //! instead of as an opaque 401 in a pod event. If the registry cannot be
 //! reached, the credentials are still served, with a warning.
+//!
+//! The token service a Bearer challenge names gets the password only under
+//! [`credential_realm`]'s rule: https (any host: Docker Hub's is
+//! `auth.docker.io`), or plain http to loopback or to the plain-http
+//! registry's own host. Anything else is refused before any connection,
+//! and the credentials are not served.
 
 use base64::Engine;
 
 use crate::challenge;
 use crate::deadline::Deadline;
+use crate::endpoint::{self, Destination, Scheme};
 use crate::http::{self, Client, Response};
 use crate::secret::Secret;
 
@@ -31,6 +38,42 @@ pub fn api_base(registry: &str) -> String {
         registry
     };
     format!("https://{host}/v2/")
+}
+
+/// Where a registry's Bearer challenge realm may receive the registry's
+/// credentials. `registry_api` is the registry's API base ([`api_base`]).
+/// Parsed with [`endpoint::parse`] (no userinfo); https anywhere; plain http
+/// only to loopback, or when the registry itself is plain http and the
+/// realm is on its host. Returns the realm, to be rebuilt from its parts.
+pub fn credential_realm(registry_api: &str, realm: &str) -> Result<Destination, String> {
+    const WHAT: &str = "the registry's token realm";
+    let r = endpoint::parse(realm, WHAT)?;
+    if r.scheme == Scheme::Https || r.is_loopback() {
+        return Ok(r);
+    }
+    let registry = endpoint::parse(registry_api, "the registry")?;
+    if registry.scheme == Scheme::Http && registry.host == r.host {
+        return Ok(r);
+    }
+    Err(format!(
+        "{WHAT} {:?} is plain http on another host than the registry {}; refusing to send it the credentials in clear",
+        r.origin(),
+        registry.authority()
+    ))
+}
+
+/// `realm` with `name=value` appended to its query, percent-encoded.
+pub fn with_query(realm: &Destination, name: &str, value: &str) -> String {
+    let mut url = realm.url();
+    url.push(if realm.path_and_query.contains('?') {
+        '&'
+    } else {
+        '?'
+    });
+    url.push_str(name);
+    url.push('=');
+    url.push_str(&percent_encode(value));
+    url
 }
 
 pub fn check(registry: &str, username: &str, password: &Secret, deadline: &Deadline) -> Outcome {
@@ -66,25 +109,29 @@ pub fn check(registry: &str, username: &str, password: &Secret, deadline: &Deadl
         .and_then(|h| challenge::parse(h).ok())
         .unwrap_or_default();
     let (endpoint, resp) = if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
-        let Some(realm) = bearer
-            .param("realm")
-            .filter(|r| r.starts_with("https://") || r.starts_with("http://"))
-        else {
+        let Some(raw) = bearer.param("realm").filter(|r| !r.is_empty()) else {
             return Outcome::Unreachable {
                 endpoint: base,
                 detail: "Bearer challenge without a usable realm".into(),
             };
         };
-        let mut url = realm.to_string();
-        if let Some(service) = bearer.param("service") {
-            url.push(if url.contains('?') { '&' } else { '?' });
-            url.push_str("service=");
-            url.push_str(&percent_encode(service));
-        }
+        let realm = match credential_realm(&base, raw) {
+            Ok(r) => r,
+            Err(detail) => {
+                return Outcome::Rejected {
+                    endpoint: base,
+                    detail,
+                };
+            }
+        };
+        let url = match bearer.param("service") {
+            Some(service) => with_query(&realm, "service", service),
+            None => realm.url(),
+        };
         let r = http::with_retries(deadline, 3, || {
             client.get(&url, &[("Authorization", basic.as_str())])
         });
-        (realm.to_string(), r)
+        (realm.url(), r)
     } else {
         // Basic, or an unnamed scheme: try Basic on /v2/ itself.
         let r = http::with_retries(deadline, 3, || {
@@ -129,7 +176,7 @@ fn log_rate_limit(r: &Response) {
     }
 }
 
-fn percent_encode(s: &str) -> String {
+pub fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -149,6 +196,56 @@ mod tests {
     fn docker_hub_api_host() {
         assert_eq!(api_base("docker.io"), "https://registry-1.docker.io/v2/");
         assert_eq!(api_base("127.0.0.1:5000"), "https://127.0.0.1:5000/v2/");
+    }
+
+    #[test]
+    fn the_password_goes_only_to_a_safe_realm() {
+        let hub = api_base("docker.io");
+        let ok = |reg: &str, realm: &str| credential_realm(reg, realm).map(|r| r.url());
+        assert_eq!(
+            ok(&hub, "https://auth.docker.io/token").unwrap(),
+            "https://auth.docker.io/token"
+        );
+        assert_eq!(
+            ok(&hub, "http://127.0.0.1:5/token").unwrap(),
+            "http://127.0.0.1:5/token"
+        );
+        // a plain-http registry's realm on its own host (any port)
+        assert!(
+            ok(
+                "http://reg.internal:5000/v2/",
+                "http://reg.internal:5001/token"
+            )
+            .is_ok()
+        );
+        for (reg, realm) in [
+            (hub.as_str(), "http://auth.docker.io/token"),
+            (hub.as_str(), "http://evil.example/token"),
+            ("http://reg.internal:5000/v2/", "http://evil.example/token"),
+            ("https://reg.internal/v2/", "http://reg.internal/token"),
+            (hub.as_str(), "https://auth.docker.io@evil.example/token"),
+            (hub.as_str(), "https://auth.docker.io#@evil.example/token"),
+            (hub.as_str(), "/token"),
+            (hub.as_str(), "ftp://auth.docker.io/token"),
+        ] {
+            let e = ok(reg, realm).unwrap_err();
+            assert!(e.contains("the registry's token realm"), "{realm}: {e}");
+        }
+        let e = ok(&hub, "http://evil.example/token").unwrap_err();
+        assert!(
+            e.contains("plain http") && e.contains("registry-1.docker.io"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn query_values_are_appended_to_the_rebuilt_realm() {
+        let r =
+            credential_realm(&api_base("docker.io"), "https://Auth.Docker.IO/token?a=1").unwrap();
+        assert_eq!(
+            with_query(&r, "service", "registry docker.io"),
+            "https://auth.docker.io/token?a=1&service=registry%20docker.io"
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //!    system-assigned.
 //!
 //! The Entra authority is `AZURE_AUTHORITY_HOST`, else azure.json's `cloud`,
-//! else `https://login.microsoftonline.com`.
+//! else `https://login.microsoftonline.com`. It receives client secrets and
+//! assertions: https only, or plain http to loopback ([`crate::endpoint`]).
 
 use std::path::{Path, PathBuf};
 
@@ -150,11 +151,27 @@ pub fn authority_of_cloud(cloud: &str) -> Result<&'static str, String> {
         "" | "azurepubliccloud" | "azurecloud" => Ok(PUBLIC_AUTHORITY),
         "azurechinacloud" => Ok("https://login.chinacloudapi.cn"),
         "azureusgovernmentcloud" | "azureusgovernment" => Ok("https://login.microsoftonline.us"),
-        "azuregermancloud" => Ok("https://login.microsoftonline.de"),
+        "azuregermancloud" => Err(
+            "cloud AzureGermanCloud: Microsoft Cloud Germany was closed on 2021-10-29; use a public-cloud region (germanywestcentral) or set AZURE_AUTHORITY_HOST".into(),
+        ),
         _ => Err(format!(
-            "cloud {cloud:?} is not one pullcred knows (AzurePublicCloud, AzureChinaCloud, AzureUSGovernmentCloud, AzureGermanCloud); set AZURE_AUTHORITY_HOST"
+            "cloud {cloud:?} is not one pullcred knows (AzurePublicCloud, AzureChinaCloud, AzureUSGovernmentCloud); set AZURE_AUTHORITY_HOST"
         )),
     }
+}
+
+/// `AZURE_AUTHORITY_HOST`, checked ([`crate::endpoint::secret_destination`])
+/// and rebuilt from its parts, without a trailing slash: the tenant and
+/// `/oauth2/v2.0/token` are appended to it.
+fn authority_host(raw: &str) -> Result<String, String> {
+    const WHAT: &str = "AZURE_AUTHORITY_HOST";
+    let d = crate::endpoint::secret_destination(raw, WHAT)?;
+    if d.path_and_query.contains('?') {
+        return Err(format!(
+            "{WHAT} {raw:?} has a query; want scheme://host[:port]"
+        ));
+    }
+    Ok(format!("{}{}", d.origin(), d.path().trim_end_matches('/')))
 }
 
 /// The Entra authority and the node's tenant, when configured: from
@@ -171,7 +188,7 @@ pub fn authority_and_tenant(
     };
     let cfg = json.map(|(_, c)| c);
     let authority = match var("AZURE_AUTHORITY_HOST") {
-        Some(a) => a.trim_end_matches('/').to_string(),
+        Some(a) => authority_host(&a)?,
         None => match json {
             Some((path, c)) => authority_of_cloud(&c.cloud)
                 .map_err(|e| format!("azure.json {}: {e}", path.display()))?
@@ -479,6 +496,9 @@ mod tests {
                 .unwrap_err()
                 .contains("PKCS#12")
         );
+        let c = json(r#"{"cloud":"AzureGermanCloud","useManagedIdentityExtension":true}"#);
+        let e = resolve(&env(&[]), Some((Path::new(P), &c))).unwrap_err();
+        assert!(e.contains("closed"), "{e}");
         let c = json(r#"{"cloud":"AzureStackCloud","useManagedIdentityExtension":true}"#);
         assert!(
             resolve(&env(&[]), Some((Path::new(P), &c)))
@@ -490,6 +510,34 @@ mod tests {
             resolve(&env(&[]), Some((Path::new(P), &c)))
                 .unwrap_err()
                 .contains("names no identity")
+        );
+    }
+
+    #[test]
+    fn the_authority_host_must_be_https_or_loopback() {
+        let with = |a: &str| resolve(&env(&[("AZURE_AUTHORITY_HOST", a)]), None);
+        assert_eq!(
+            with("https://LOGIN.example:8443/").unwrap().authority,
+            "https://login.example:8443"
+        );
+        assert_eq!(
+            with("http://127.0.0.1:5/").unwrap().authority,
+            "http://127.0.0.1:5"
+        );
+        for bad in [
+            "http://login.example",
+            "http://login.microsoftonline.com/",
+            "https://u@login.example",
+            "login.example",
+            "https://login.example/?x=1",
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.starts_with("AZURE_AUTHORITY_HOST"), "{bad}: {e}");
+        }
+        assert!(
+            with("http://login.example")
+                .unwrap_err()
+                .contains("plain http")
         );
     }
 

@@ -117,12 +117,16 @@ impl ExternalAccount {
                 }
             }
         }
-        for u in [&a.token_url, &a.service_account_impersonation_url]
-            .into_iter()
-            .flatten()
-        {
-            if !(u.starts_with("https://") || u.starts_with("http://")) {
-                return Err(format!("{u:?} is not an http(s) URL"));
+        // Both receive tokens: https, or http to loopback only.
+        for (field, u) in [
+            ("token_url", &a.token_url),
+            (
+                "service_account_impersonation_url",
+                &a.service_account_impersonation_url,
+            ),
+        ] {
+            if let Some(u) = u.as_deref().filter(|u| !u.is_empty()) {
+                crate::endpoint::secret_destination(u, field)?;
             }
         }
         Ok(a)
@@ -420,6 +424,28 @@ mod tests {
         ] {
             let e = account(src).unwrap_err();
             assert!(e.contains(want), "{src}: {e}");
+        }
+    }
+
+    #[test]
+    fn token_endpoints_must_be_https_or_loopback() {
+        let with = |field: &str, url: &str| {
+            let body = format!(
+                r#"{{"type":"external_account","audience":"a","subject_token_type":"t","{field}":"{url}","credential_source":{{"file":"/t"}}}}"#
+            );
+            ExternalAccount::parse(body.as_bytes())
+        };
+        for field in ["token_url", "service_account_impersonation_url"] {
+            assert!(with(field, "https://sts.googleapis.com/v1/token").is_ok());
+            assert!(with(field, "http://127.0.0.1:9/v1/token").is_ok());
+            for bad in [
+                "http://sts.googleapis.com/v1/token",
+                "https://sts.googleapis.com@evil.example/v1/token",
+                "ftp://sts.googleapis.com/",
+            ] {
+                let e = with(field, bad).unwrap_err();
+                assert!(e.starts_with(field), "{bad}: {e}");
+            }
         }
     }
 

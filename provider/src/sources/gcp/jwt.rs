@@ -69,9 +69,8 @@ impl ServiceAccountKey {
             .token_uri
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_string());
-        if !(token_uri.starts_with("https://") || token_uri.starts_with("http://")) {
-            return Err(format!("token_uri {token_uri:?} is not an http(s) URL"));
-        }
+        // It receives a signed assertion: https, or http to loopback only.
+        crate::endpoint::secret_destination(&token_uri, "token_uri")?;
         Ok(ServiceAccountKey {
             client_email,
             private_key_id: f.private_key_id.filter(|k| !k.is_empty()),
@@ -253,6 +252,14 @@ mod tests {
                 "no END",
             ),
             (key_file("").replace("https://oauth2.example/token", "file:///etc/x"), "not an http"),
+            (
+                key_file("").replace("https://oauth2.example/token", "http://oauth2.example/token"),
+                "token_uri \"http://oauth2.example\" is plain http",
+            ),
+            (
+                key_file("").replace("https://oauth2.example/token", "https://oauth2.googleapis.com@evil.example/token"),
+                "userinfo",
+            ),
             (r#"{"client_email": 5}"#.to_string(), "malformed"),
         ];
         for (body, want) in cases {

@@ -218,7 +218,8 @@ impl<'a> Imds<'a> {
         Imds {
             cs,
             deadline,
-            client: Client::new(deadline),
+            // IMDS: never through a proxy.
+            client: Client::direct(deadline),
             session: None,
         }
     }

@@ -134,7 +134,7 @@ class Ecr:
         if kind == "refused":
             return self.image, ecr_env(f"http://127.0.0.1:{free_port()}")
         if kind == "dns":
-            return self.image, ecr_env(f"http://{DNS_HOST}")
+            return self.image, ecr_env(f"https://{DNS_HOST}")  # https: plain http is refused off loopback
         if kind == "tls":  # the stand-in speaks plain HTTP: https to it fails the handshake
             return self.image, ecr_env(f"https://127.0.0.1:{self.s.port}")
         modes = {"5xx": "error500", "throttle": "http429", "hang": "hang", "truncated": "truncated",

@@ -266,14 +266,18 @@ def test_single_flight_16_processes_one_upstream_call(plugin, google):
     assert len({r.json["auth"][AR]["password"] for r in results}) == 1
 
 
-def test_each_registry_and_identity_has_its_own_entry(plugin, google):
+def test_each_identity_has_its_own_entry_shared_by_every_google_registry(plugin, google):
+    """A Google access token is good for every Google registry: the entry is
+    keyed by identity and scopes, not by host (#15: a pod author naming
+    made-up hosts costs no upstream calls)."""
     env = md_env(google)
     assert plugin.run(request(IMAGE), env=env).code == 0
-    assert plugin.run(request("gcr.io/p/app"), env=env).code == 0
+    res = plugin.run(request("gcr.io/p/app"), env=env)
+    assert res.code == 0 and list(res.json["auth"]) == ["gcr.io"]
     env["PULLCRED_GOOGLE_SCOPES"] = CLOUD_PLATFORM
     assert plugin.run(request(IMAGE), env=env).code == 0
-    assert google.call_count() == 3
-    assert len(entries(plugin)) == 3
+    assert google.call_count() == 2
+    assert len(entries(plugin)) == 2
 
 
 # ------------------------------------------------------------------ service-account key
@@ -534,7 +538,9 @@ def test_trace_logging_never_prints_a_google_secret(plugin, google, test_key):
     hit = plugin.run(request(IMAGE), env=env)
     assert "cache hit" in hit.stderr
     google.configure(mode="error500")
-    failed = plugin.run(request("gcr.io/p/app"), env=env, args=["--timeout", "5s"])
+    # other scopes: a miss, against a failing endpoint
+    failed_env = dict(env, PULLCRED_GOOGLE_SCOPES=CLOUD_PLATFORM)
+    failed = plugin.run(request("gcr.io/p/app"), env=failed_env, args=["--timeout", "5s"])
     assert failed.code == 1
     pem_lines = [l for l in test_key[0].splitlines() if not l.startswith("-----") and len(l) >= 20]
     for res in (miss, hit, failed):
@@ -542,3 +548,59 @@ def test_trace_logging_never_prints_a_google_secret(plugin, google, test_key):
             assert secret not in res.stderr
         assert "eyJ" not in res.stderr  # no JWT (assertion) either
     assert SECRETS  # and conftest scanned every stderr for every registered secret
+
+
+# ------------------------------------------------------------------ where tokens may go
+
+
+@pytest.fixture
+def tripwire():
+    from standins.base import Tripwire
+
+    t = Tripwire()
+    yield t
+    t.close()
+
+
+@pytest.mark.parametrize(
+    "kind,field,url",
+    [
+        ("key", "token_uri", "http://oauth2.example/token"),
+        ("key", "token_uri", "https://oauth2.googleapis.com@127.0.0.1:9/token"),
+        ("external", "token_url", "http://sts.example/v1/token"),
+        ("external", "service_account_impersonation_url", "http://iam.example/v1/x:generateAccessToken"),
+    ],
+    ids=["key-http", "key-userinfo", "sts-http", "impersonation-http"],
+)
+def test_token_endpoints_in_clear_are_refused(plugin, google, test_key, tripwire, tmp_path, kind, field, url):
+    """A signed assertion or a subject token never goes over plain http to a
+    non-loopback host, nor to a URL with userinfo: refused with the field
+    named, before any connection (a proxy would see any plain-http request)."""
+    if kind == "key":
+        path = key_file(plugin, google, test_key, **{field: url})
+    else:
+        token_file = tmp_path / "subject-token"
+        token_file.write_text("subject-jwt-in-clear\n")
+        register_secret("subject-jwt-in-clear")
+        path = external_file(plugin, google, {"file": str(token_file)}, **{field: url})
+    res = plugin.run(request(IMAGE), env={"GOOGLE_APPLICATION_CREDENTIALS": str(path), **tripwire.proxy_env()})
+    assert res.code == 1, res.stderr
+    assert field in res.stderr and "refus" in res.stderr, res.stderr
+    assert tripwire.hits == []
+    assert google.calls == []
+
+
+def test_sts_url_override_in_clear_is_refused(plugin, google, tripwire):
+    """PULLCRED_GOOGLE_STS_URL receives a pod's service-account token."""
+    from satoken import mint
+
+    token = mint("team-a", "builder", audience=AUDIENCE)
+    register_secret(token)
+    req = request(IMAGE, serviceAccountToken=token,
+                  serviceAccountAnnotations={"pullcred.dev/google-audience": AUDIENCE})
+    env = {"PULLCRED_GOOGLE_STS_URL": "http://sts.example/v1/token", "GCE_METADATA_HOST": google.host,
+           **tripwire.proxy_env()}
+    res = plugin.run(req, env=env)
+    assert res.code == 1, res.stderr
+    assert "PULLCRED_GOOGLE_STS_URL" in res.stderr and "plain http" in res.stderr, res.stderr
+    assert tripwire.hits == []

@@ -360,16 +360,20 @@ fn get_credentials(cli: Cli) -> ExitCode {
         return ExitCode::from(2);
     }
     let opts = options(&cli);
+    // One deadline from the first step: reading stdin, the cache, the files
+    // and the network all fit inside it, and the watchdog enforces it.
+    let deadline = crate::deadline::Deadline::after(opts.timeout);
+    run::start_watchdog(deadline.remaining());
     // The kubelet writes the request and closes stdin; a writer that never
-    // does must not hang us: read with the run's deadline, no thread needed.
-    let input = match read_request(&stdin, opts.timeout) {
+    // does must not hang us: read with the run's deadline.
+    let input = match read_request(&stdin, deadline.remaining()) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("pullcred: reading the request from stdin: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match run::get_credentials(&opts, input.as_slice()) {
+    match run::get_credentials_until(&opts, input.as_slice(), deadline) {
         Ok(json) => {
             run::RESPONDING.store(true, Ordering::SeqCst);
             let mut out = std::io::stdout().lock();

@@ -13,6 +13,28 @@ use tracing_subscriber::prelude::*;
 
 pub const ENV: &str = "PULLCRED_LOG";
 
+/// The most of any one piece of request text (an annotation, a claim, a
+/// host) that a log or error line repeats.
+pub const MAX_ECHO: usize = 200;
+/// The longest error line pullcred prints, whatever it holds.
+pub const MAX_LINE: usize = 1024;
+
+/// `s` cut to `max` characters, saying how much was left out: a pod author's
+/// megabyte annotation must not become a megabyte line in the kubelet's log.
+pub fn clip(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(s),
+        Some((i, _)) => {
+            std::borrow::Cow::Owned(format!("{}...({} more bytes)", &s[..i], s.len() - i))
+        }
+    }
+}
+
+/// [`clip`] at [`MAX_ECHO`], for request text inside a line.
+pub fn echo(s: &str) -> std::borrow::Cow<'_, str> {
+    clip(s, MAX_ECHO)
+}
+
 pub fn init() {
     let spec = std::env::var(ENV).unwrap_or_default();
     let spec = if spec.trim().is_empty() {
@@ -37,5 +59,19 @@ pub fn init() {
     let _ = tracing_subscriber::registry().with(layer).try_init();
     if bad {
         tracing::warn!("{ENV}={spec:?} is not a valid filter; using \"warn\"");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_short_text_and_cuts_long_text_on_a_char_boundary() {
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "abc...(1 more bytes)");
+        assert_eq!(clip("ééé", 1), "é...(4 more bytes)");
+        let long = "x".repeat(1 << 20);
+        assert!(echo(&long).len() < MAX_ECHO + 40);
     }
 }

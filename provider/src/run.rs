@@ -84,10 +84,17 @@ pub struct Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let line = match &self.registry {
-            Some(r) => format!("registry {r}: {}: {}", self.step, self.detail),
+            Some(r) => format!(
+                "registry {}: {}: {}",
+                crate::logging::echo(r),
+                self.step,
+                self.detail
+            ),
             None => format!("{}: {}", self.step, self.detail),
         };
-        f.write_str(&line.replace(['\n', '\r'], " "))
+        // Whatever a step put in it, one bounded line.
+        let line = line.replace(['\n', '\r'], " ");
+        f.write_str(&crate::logging::clip(&line, crate::logging::MAX_LINE))
     }
 }
 
@@ -110,7 +117,19 @@ pub fn now_unix() -> i64 {
 
 /// Reads the request from `input`, returns the response JSON.
 pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failure> {
-    let deadline = Deadline::after(opts.timeout);
+    get_credentials_until(opts, input, Deadline::after(opts.timeout))
+}
+
+/// [`get_credentials`] inside a deadline the caller started (the exec path
+/// starts it before reading stdin). The watchdog runs from the first step:
+/// a cache entry, key file or docker config that blocks (a FIFO, a stuck
+/// network filesystem) cannot hold the kubelet's pull past the deadline.
+pub fn get_credentials_until(
+    opts: &Options,
+    input: impl Read,
+    deadline: Deadline,
+) -> Result<String, Failure> {
+    start_watchdog(deadline.remaining());
     let mut buf = Vec::with_capacity(1024);
     input
         .take(protocol::MAX_REQUEST_BYTES as u64 + 1)
@@ -120,7 +139,7 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
         protocol::decode_request(&buf).map_err(|e| fail(None, "decoding the request", e))?;
     let image = ImageRef::parse(&request.image).map_err(|e| fail(None, "parsing the image", e))?;
     let reg = image.registry.clone();
-    let plan = plan_for(opts, &image)?;
+    let (plan, path_scoped_host) = plan_for(opts, &image)?;
     let resolution = resolve_identity(
         &plan,
         &image,
@@ -135,6 +154,7 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
     let reply = Reply {
         api_version: &request.api_version,
         not_after: workload.map(|w| w.account.expires_at),
+        image_only: path_scoped_host,
     };
 
     let cache = if opts.no_cache {
@@ -143,8 +163,11 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
         let dir = opts.cache_dir.clone().unwrap_or_else(cache::default_dir);
         match Cache::open(&dir) {
             Ok(c) => Some(c),
+            // A refused directory is the operator's to fix; the pull still
+            // gets its answer, neither read from nor written to it.
             Err(e @ CacheError::Insecure { .. }) => {
-                return Err(fail(Some(&reg), "opening the cache", e));
+                tracing::warn!("{e}; answering without the cache");
+                None
             }
             Err(e) => {
                 tracing::warn!("{e}; answering without the cache");
@@ -156,7 +179,7 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
     // 1. The cheap path: a fresh entry.
     let mut fallback: Option<Entry> = None;
     if let Some(c) = &cache {
-        match lookup(c, &key, &reply, &image) {
+        match lookup(c, &key, &reply, &image, &plan) {
             Hit::Fresh(resp) => return Ok(resp),
             Hit::Stale(e) => fallback = Some(e),
             Hit::Miss => {}
@@ -164,15 +187,12 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
     }
 
     // 2. A miss: one process refreshes, the others wait and read its entry.
-    // From here on the network and other processes are involved: a watchdog
-    // ends the run one second past the deadline whatever is stuck.
-    start_watchdog(deadline.remaining());
     let _lock = match &cache {
         Some(c) => {
             let wait = (deadline.remaining() / 2).min(Duration::from_secs(10));
             match c.lock(&key, wait) {
                 Ok(Lock::Held(f)) => {
-                    match lookup(c, &key, &reply, &image) {
+                    match lookup(c, &key, &reply, &image, &plan) {
                         Hit::Fresh(resp) => return Ok(resp),
                         Hit::Stale(e) => fallback = Some(e),
                         Hit::Miss => {}
@@ -251,6 +271,10 @@ struct Reply<'a> {
     api_version: &'a str,
     /// The service-account token's expiry: no `cacheDuration` reaches past it.
     not_after: Option<i64>,
+    /// The host has a path-scoped static key: every answer for it is
+    /// `Image`-scoped, since the kubelet consults its registry-wide entry
+    /// before it asks us about the next image of that host.
+    image_only: bool,
 }
 
 impl Reply<'_> {
@@ -265,12 +289,17 @@ impl Reply<'_> {
             Some(t) => duration.min(Duration::from_secs(t.saturating_sub(now).max(0) as u64)),
             None => duration,
         };
+        let key_type = if self.image_only {
+            CacheKeyType::Image
+        } else {
+            key_type
+        };
         Response::new(self.api_version, key_type, duration, auth).to_json()
     }
 }
 
-fn lookup(cache: &Cache, key: &CacheKey, reply: &Reply, image: &ImageRef) -> Hit {
-    let entry = match cache.read(key) {
+fn lookup(cache: &Cache, key: &CacheKey, reply: &Reply, image: &ImageRef, plan: &Plan) -> Hit {
+    let mut entry = match cache.read(key) {
         Ok(Some(e)) => e,
         Ok(None) => return Hit::Miss,
         Err(why) => {
@@ -278,6 +307,9 @@ fn lookup(cache: &Cache, key: &CacheKey, reply: &Reply, image: &ImageRef) -> Hit
             return Hit::Miss;
         }
     };
+    if shares_token_across_hosts(plan) {
+        entry.auth = for_this_host(entry.auth, image);
+    }
     if !auth_matches(&entry.auth, image) {
         tracing::warn!(
             "ignoring cache entry whose auth keys do not match {}",
@@ -350,8 +382,9 @@ fn answer_fresh(
 }
 
 /// Static sources first (an operator's explicit files and secrets win), then
-/// the cloud source the registry host names.
-fn plan_for(opts: &Options, image: &ImageRef) -> Result<Plan, Failure> {
+/// the cloud source the registry host names. The flag says whether any static
+/// key for the image's host has a path (see [`Reply::image_only`]).
+fn plan_for(opts: &Options, image: &ImageRef) -> Result<(Plan, bool), Failure> {
     let reg = image.registry.as_str();
     let mut refused: Vec<String> = Vec::new();
     let mut files = Vec::new();
@@ -364,22 +397,30 @@ fn plan_for(opts: &Options, image: &ImageRef) -> Result<Plan, Failure> {
             }
         }
     }
+    let path_scoped = dockerconfig::host_has_path_keys(&files, image)
+        || opts.aws_secrets.iter().any(|(k, _)| {
+            dockerconfig::normalize_key(k)
+                .is_some_and(|k| dockerconfig::path_key_for_host(&k, image))
+        });
     if let Some(p) = dockerconfig::resolve(&files, image) {
-        return Ok(Plan::Static(p));
+        return Ok((Plan::Static(p), path_scoped));
     }
     let name = image.name();
     for (key, secret_id) in &opts.aws_secrets {
         if let Some(k) = dockerconfig::normalize_key(key)
             && kubelet_config::matching::auth_key_matches(&k, &name)
         {
-            return Ok(Plan::AwsSecret {
-                key: k,
-                secret_id: secret_id.clone(),
-            });
+            return Ok((
+                Plan::AwsSecret {
+                    key: k,
+                    secret_id: secret_id.clone(),
+                },
+                path_scoped,
+            ));
         }
     }
     match registry::route_with_mirrors(image, &opts.azure.mirrors) {
-        Ok(t) => Ok(Plan::Token(t)),
+        Ok(t) => Ok((Plan::Token(t), path_scoped)),
         Err(e) if refused.is_empty() => Err(fail(Some(reg), "choosing a source", e)),
         Err(e) => Err(fail(
             Some(reg),
@@ -628,7 +669,7 @@ pub fn explain(
     image: &ImageRef,
     pod: Option<&PodIdentity>,
 ) -> Result<Explained, Failure> {
-    let plan = plan_for(opts, image)?;
+    let (plan, _) = plan_for(opts, image)?;
     let no_annotations = BTreeMap::new();
     let resolution = resolve_identity(
         &plan,
@@ -767,17 +808,50 @@ fn auth_matches(auth: &BTreeMap<String, AuthConfig>, image: &ImageRef) -> bool {
             .all(|k| kubelet_config::matching::auth_key_matches(k, &name))
 }
 
+/// Whether one cached token serves every registry host of its source, so that
+/// the entry is keyed by identity and not by host (see [`cache_key`]).
+fn shares_token_across_hosts(plan: &Plan) -> bool {
+    matches!(
+        plan,
+        Plan::Token(Target::EcrPrivate(_)) | Plan::Token(Target::Google(_))
+    )
+}
+
+/// A shared token's entry holds the key of the host that filled it; the
+/// answer names the host asked about. Token answers hold one credential.
+fn for_this_host(
+    auth: BTreeMap<String, AuthConfig>,
+    image: &ImageRef,
+) -> BTreeMap<String, AuthConfig> {
+    if auth.len() != 1 || auth.contains_key(&image.registry) {
+        return auth;
+    }
+    auth.into_values()
+        .map(|creds| (image.registry.clone(), creds))
+        .collect()
+}
+
 /// The request and configuration facts that decide the credential.
+///
+/// An ECR authorization token is good for every registry the identity may
+/// read in its region (`registryIds` is deprecated and does not scope it),
+/// and a Google access token for every Google registry: those entries are
+/// keyed by partition, region, endpoint variant and identity (ECR) or by
+/// identity and scopes (Google), not by host. A pod author naming a hundred
+/// made-up accounts of one region then costs one upstream call, not a
+/// hundred. ACR refresh tokens are per registry and stay keyed by host.
 fn cache_key(
     image: &ImageRef,
     target: &Target,
     workload: Option<&Workload>,
     azure: &AzureSettings,
 ) -> CacheKey {
-    let mut parts: Vec<(&str, String)> = vec![
-        ("source", target.source().to_string()),
-        ("registry", image.registry.clone()),
-    ];
+    let mut parts: Vec<(&str, String)> = vec![("source", target.source().to_string())];
+    match target {
+        Target::EcrPrivate(r) => parts.push(("partition", r.partition.id().to_string())),
+        Target::Google(_) => {}
+        _ => parts.push(("registry", image.registry.clone())),
+    }
     // Whose token and which identity: one service account's credential is
     // never another's entry.
     if let Some(w) = workload {
@@ -803,9 +877,13 @@ fn cache_key(
 }
 
 /// Starts a thread that ends the process one second after `timeout`, so no
-/// bug, stuck DNS lookup or stopped lock holder can hang the kubelet's pull.
-/// Only a cache miss starts it: a hit does no waiting.
-fn start_watchdog(timeout: Duration) {
+/// bug, blocking file, stuck DNS lookup or stopped lock holder can hang the
+/// kubelet's pull. Started once per process, before anything can block.
+pub fn start_watchdog(timeout: Duration) {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if STARTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
     let budget = timeout.min(crate::deadline::MAX) + Duration::from_secs(1);
     let spawned = std::thread::Builder::new()
         .name("watchdog".into())

@@ -106,7 +106,9 @@ pub struct ServiceAccount {
 
 impl std::fmt::Display for ServiceAccount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "service account {}/{}", self.namespace, self.name)
+        let (ns, name) = (&self.namespace, &self.name);
+        let (ns, name) = (crate::logging::echo(ns), crate::logging::echo(name));
+        write!(f, "service account {ns}/{name}")
     }
 }
 
@@ -137,7 +139,13 @@ pub enum Identity {
 }
 
 impl Identity {
+    /// In a user's words, with request text clipped (see [`crate::logging::echo`]).
     pub fn describe(&self) -> String {
+        let line = self.describe_full();
+        crate::logging::clip(&line, 3 * crate::logging::MAX_ECHO).into_owned()
+    }
+
+    fn describe_full(&self) -> String {
         match self {
             Identity::Aws { role_arn, from, .. } => format!("role {role_arn} (from {from})"),
             Identity::Google {

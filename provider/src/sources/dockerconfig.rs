@@ -13,19 +13,17 @@
 //! that matches the images the kubelet sends (`docker.io/library/nginx`).
 //!
 //! Parsing and matching are pure; [`load`] adds the file checks: a file that is
-//! a symlink, or that another user can read or write, is refused.
+//! not a regular file, a symlink, or that another user can use, is refused.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::cache::check_private;
 use crate::image::ImageRef;
+use crate::private_file::{self, Limits};
 use crate::protocol::{AuthConfig, CacheKeyType};
 use crate::secret::Secret;
 
@@ -63,48 +61,19 @@ struct RawEntry {
     password: Option<Secret>,
 }
 
-/// Reads and checks one file.
+/// Reads and checks one file, through one handle: a regular file (a FIFO or
+/// device is refused without waiting), not a symlink, owned by the user
+/// running pullcred and closed to others (see [`crate::private_file`]).
 pub fn load(path: &Path) -> Result<DockerConfig, String> {
     let shown = path.display();
-    let meta = fs::symlink_metadata(path).map_err(|e| format!("docker config {shown}: {e}"))?;
-    if !meta.is_file() && !meta.file_type().is_symlink() {
-        return Err(format!("docker config {shown}: not a regular file"));
-    }
-    check_private(path, &meta, false).map_err(|e| {
-        format!(
-            "docker config {shown}: refused: {} (want a 0600 file owned by uid {})",
-            why(&e),
-            euid()
-        )
-    })?;
-    let mut f = fs::File::open(path).map_err(|e| format!("docker config {shown}: {e}"))?;
-    let mut bytes = Vec::new();
-    f.by_ref()
-        .take(MAX_FILE + 1)
-        .read_to_end(&mut bytes)
+    let bytes = private_file::open_regular(path, Limits::private(MAX_FILE))
         .map_err(|e| format!("docker config {shown}: {e}"))?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(format!(
-            "docker config {shown}: larger than {MAX_FILE} bytes"
-        ));
-    }
     let entries = parse(&bytes).map_err(|e| format!("docker config {shown}: {e}"))?;
     Ok(DockerConfig {
         path: path.to_path_buf(),
         digest: hex_sha256(&bytes),
         entries,
     })
-}
-
-fn why(e: &crate::cache::CacheError) -> String {
-    match e {
-        crate::cache::CacheError::Insecure { why, .. } => why.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
 }
 
 fn hex_sha256(b: &[u8]) -> String {
@@ -189,6 +158,10 @@ pub fn normalize_key(raw: &str) -> Option<String> {
         return None;
     }
     let k = kubelet_config::matching::normalize_auth_key(raw)?;
+    // A trailing `/` on a path confines the key to what lies below it (the
+    // kubelet's match is a plain string prefix): keep it. On a bare host it
+    // means nothing and goes.
+    let confined = k.ends_with('/');
     let k = k.trim_end_matches('/');
     let (host, path) = match k.split_once('/') {
         Some((h, p)) => (h, Some(p)),
@@ -203,6 +176,7 @@ pub fn normalize_key(raw: &str) -> Option<String> {
         host
     };
     let key = match path {
+        Some(p) if !p.is_empty() && confined => format!("{host}/{p}/"),
         Some(p) if !p.is_empty() => format!("{host}/{p}"),
         _ => host.to_string(),
     };
@@ -223,6 +197,28 @@ pub struct StaticPlan {
     pub cache_key_type: CacheKeyType,
     /// Digests of every configured file, in order: part of the cache key.
     pub digests: Vec<String>,
+}
+
+/// True when `key` has a path and its host part would match `image`'s host
+/// under the kubelet's rules: an answer for that host must then be
+/// `Image`-scoped, or the kubelet's registry-wide cache entry would shadow
+/// the path-scoped key for every other image of the host.
+pub fn path_key_for_host(key: &str, image: &ImageRef) -> bool {
+    match key.split_once('/') {
+        Some((host, path)) if !path.is_empty() => {
+            kubelet_config::matching::auth_key_matches(host, &image.name())
+        }
+        _ => false,
+    }
+}
+
+/// Whether any file holds a path-scoped key for the image's host (whether
+/// or not that key matches the image itself).
+pub fn host_has_path_keys(files: &[DockerConfig], image: &ImageRef) -> bool {
+    files
+        .iter()
+        .flat_map(|f| &f.entries)
+        .any(|e| path_key_for_host(&e.key, image))
 }
 
 /// Every entry of every file whose key matches the image under the kubelet's
@@ -251,8 +247,12 @@ pub fn resolve(files: &[DockerConfig], image: &ImageRef) -> Option<StaticPlan> {
         return None;
     }
     // A key with a path must not be cached by the kubelet for the whole
-    // registry: another project on the same host would get this answer.
-    let cache_key_type = if auth.keys().any(|k| k.contains('/')) {
+    // registry: another project on the same host would get this answer. Nor
+    // may a host-wide answer be, while the host has any path-scoped key: the
+    // kubelet looks its registry entry up before it asks us again, so that
+    // entry would answer for the path-scoped project too.
+    let cache_key_type = if auth.keys().any(|k| k.contains('/')) || host_has_path_keys(files, image)
+    {
         CacheKeyType::Image
     } else {
         CacheKeyType::Registry
@@ -316,6 +316,15 @@ mod tests {
         assert_eq!(
             normalize_key("registry.local:5000").as_deref(),
             Some("registry.local:5000")
+        );
+        // a trailing slash confines a path key to what lies below it
+        assert_eq!(
+            normalize_key("harbor.example.com/team-a/").as_deref(),
+            Some("harbor.example.com/team-a/")
+        );
+        assert_eq!(
+            normalize_key("https://harbor.example.com/team-a//").as_deref(),
+            Some("harbor.example.com/team-a/")
         );
         assert_eq!(
             normalize_key("http://registry.local:5000/").as_deref(),
@@ -408,6 +417,47 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    /// The kubelet's cache order (image, then registry, then global) means a
+    /// `Registry`-scoped answer for `docker.io/library/nginx` would later
+    /// answer `docker.io/myorg/private`, which has a key of its own.
+    #[test]
+    fn a_host_with_any_path_key_is_answered_image_scoped() {
+        let f = files(&format!(
+            r#"{{"auths":{{"docker.io":{{"auth":"{}"}},"docker.io/myorg":{{"auth":"{}"}},"quay.io":{{"auth":"{}"}}}}}}"#,
+            b64("ratelimit:1"),
+            b64("robot:2"),
+            b64("q:3")
+        ));
+        let public = resolve(&f, &ImageRef::parse("docker.io/library/nginx").unwrap()).unwrap();
+        assert_eq!(public.auth.keys().collect::<Vec<_>>(), ["docker.io"]);
+        assert_eq!(public.cache_key_type, CacheKeyType::Image);
+        let private = resolve(&f, &ImageRef::parse("docker.io/myorg/private").unwrap()).unwrap();
+        assert_eq!(private.cache_key_type, CacheKeyType::Image);
+        // another host keeps its registry-wide answer
+        let quay = resolve(&f, &ImageRef::parse("quay.io/x/y").unwrap()).unwrap();
+        assert_eq!(quay.cache_key_type, CacheKeyType::Registry);
+        // globs and ports count as the kubelet counts them
+        let g = files(&format!(
+            r#"{{"auths":{{"*.example.com/team-a":{{"auth":"{}"}},"harbor.example.com":{{"auth":"{}"}},"harbor.example.com:5000/x":{{"auth":"{}"}}}}}}"#,
+            b64("a:1"),
+            b64("h:2"),
+            b64("p:3")
+        ));
+        let other = resolve(
+            &g,
+            &ImageRef::parse("harbor.example.com/team-b/app").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(other.cache_key_type, CacheKeyType::Image);
+        let port = files(&format!(
+            r#"{{"auths":{{"h.example.com":{{"auth":"{}"}},"h.example.com:5000/x":{{"auth":"{}"}}}}}}"#,
+            b64("h:2"),
+            b64("p:3")
+        ));
+        let p = resolve(&port, &ImageRef::parse("h.example.com/y/app").unwrap()).unwrap();
+        assert_eq!(p.cache_key_type, CacheKeyType::Registry);
     }
 
     #[test]

@@ -5,8 +5,11 @@ use kubelet_config::matching::{auth_key_matches, glob_matches, is_docker_hub_ima
 use serde_json::Value;
 
 fn vectors() -> Value {
-    serde_json::from_str(include_str!("vectors/kubelet-matching.json"))
-        .expect("vector file is JSON")
+    serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/vectors/kubelet-matching.json"
+    )))
+    .expect("vector file is JSON")
 }
 
 fn triples(v: &Value, key: &str) -> Vec<(String, String, bool)> {

@@ -193,8 +193,11 @@ fn configs_for(change: &str) -> Vec<(Value, bool)> {
 
 #[test]
 fn every_validation_vector() {
-    let file: Value = serde_json::from_str(include_str!("vectors/kubelet-config-validation.json"))
-        .expect("vector file is JSON");
+    let file: Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/vectors/kubelet-config-validation.json"
+    )))
+    .expect("vector file is JSON");
     assert!(
         file["source"]
             .as_str()

@@ -147,7 +147,7 @@ def world(tmp_path_factory):
 
     # --- Harbor style: a team-a robot may pull team-a/* only, the node account the rest
     w.harbor_users = {"node": "harbor-node-" + os.urandom(8).hex(), "team-a": "harbor-a-" + os.urandom(8).hex(),
-                      ADMIN[0]: ADMIN[1]}
+                      "proxy-robot": "harbor-proxy-" + os.urandom(8).hex(), ADMIN[0]: ADMIN[1]}
     for p in w.harbor_users.values():
         register_secret(p)
 
@@ -155,6 +155,8 @@ def world(tmp_path_factory):
         if user == ADMIN[0]:
             return ["pull", "push"]
         team_a = repo.startswith("team-a/")
+        if repo.startswith("dockerhub-proxy/"):  # a proxy project: its own robot only
+            return ["pull"] if user == "proxy-robot" else []
         return ["pull"] if (user == "team-a" and team_a) or (user == "node" and not team_a) else []
 
     w.harbor_tokens = TokenService(pki, "harbor-registry", "harbor-token-issuer",
@@ -202,6 +204,10 @@ def world(tmp_path_factory):
         ("static", f"{STATIC}/team/app:1.0"), ("hub", f"{HUB}/myorg/private:1.0"),
         ("harbor_team_a", f"{HARBOR}/team-a/app:1.0"), ("harbor_team_ab", f"{HARBOR}/team-ab/app:1.0"),
         ("mirror", f"{MIRROR}/library/cached:1.0"),
+        # pull-through caches, as images rewritten to the cache host
+        ("ecr_ptc", f"{ECR}/docker-hub/library/nginx:1.0"),
+        ("harbor_proxy", f"{HARBOR}/dockerhub-proxy/library/nginx:1.0"),
+        ("acr_cache", f"{ACR}/docker.io/library/nginx:1.0"),
     ]
     w.ecr_registry.allow(*ADMIN)
     w.ecr_public_registry.allow(*ADMIN)

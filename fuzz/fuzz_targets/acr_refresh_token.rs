@@ -3,7 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|s: &str| {
-    let _ = pullcred::sources::azure::jwt::claims(s);
-    let _ = pullcred::sources::azure::jwt::expiry(s);
-    let _ = pullcred::sources::azure::jwt::string_claim(s, "tid");
+    let _ = pullcred::sources::acr::azure::jwt::claims(s);
+    let _ = pullcred::sources::acr::azure::jwt::expiry(s);
+    let _ = pullcred::sources::acr::azure::jwt::string_claim(s, "tid");
 });

@@ -4,11 +4,12 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let now = 1_800_000_000;
-    if let Ok((token, expires_at)) = pullcred::sources::gcp::parse_token_response(data, now) {
+    if let Ok((token, expires_at)) = pullcred::sources::google::gcp::parse_token_response(data, now)
+    {
         assert!(!token.is_empty());
         assert!(expires_at >= now);
     }
     if let Ok(s) = std::str::from_utf8(data) {
-        let _ = pullcred::sources::gcp::parse_rfc3339(s);
+        let _ = pullcred::time::parse_rfc3339(s);
     }
 });

@@ -54,6 +54,24 @@ impl fmt::Display for Cloud {
     }
 }
 
+/// The service-account annotation naming the role a pod's ECR pulls assume.
+pub const AWS_ROLE_ANNOTATION: &str = "eks.amazonaws.com/ecr-role-arn";
+/// IRSA's role annotation, read for ECR pulls with `--accept-irsa-role-annotation`.
+pub const IRSA_ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+/// GKE's opt-in to workload identity image pulls.
+pub const GKE_ENABLE_ANNOTATION: &str = "iam.gke.io/enable-wi-image-pull";
+/// The Google service account a pod's pulls impersonate.
+pub const GKE_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+/// A workload identity pool audience for a pod's Google pulls.
+pub const GOOGLE_AUDIENCE_ANNOTATION: &str = "pullcred.dev/google-audience";
+/// The Entra client a pod's ACR pulls use.
+pub const AZURE_CLIENT_ANNOTATION: &str = "kubernetes.azure.com/acr-client-id";
+/// The Entra tenant of that client (else the node's).
+pub const AZURE_TENANT_ANNOTATION: &str = "kubernetes.azure.com/acr-tenant-id";
+/// ACR's DNS suffixes: public, China, US Government. Not `azurecr.de`:
+/// Microsoft Cloud Germany was closed on 2021-10-29.
+pub const ACR_SUFFIXES: [&str; 3] = ["azurecr.io", "azurecr.cn", "azurecr.us"];
+
 /// What pullcred knows about a source.
 #[derive(Debug)]
 pub struct Source {
@@ -127,7 +145,7 @@ pub static AWS: Source = Source {
     ],
     token_life_secs: Some(12 * 3600),
     default_cache_duration: "11h",
-    annotation_keys: &["eks.amazonaws.com/ecr-role-arn"],
+    annotation_keys: &[AWS_ROLE_ANNOTATION],
 };
 
 pub static GCP: Source = Source {
@@ -154,9 +172,9 @@ pub static GCP: Source = Source {
     token_life_secs: Some(3600),
     default_cache_duration: "45m",
     annotation_keys: &[
-        "iam.gke.io/enable-wi-image-pull",
-        "iam.gke.io/gcp-service-account",
-        "pullcred.dev/google-audience",
+        GKE_ENABLE_ANNOTATION,
+        GKE_SERVICE_ACCOUNT_ANNOTATION,
+        GOOGLE_AUDIENCE_ANNOTATION,
     ],
 };
 
@@ -174,13 +192,10 @@ pub static AZURE: Source = Source {
         "myregistry.azurecr.us",
         "myregistry.westeurope.geo.azurecr.io",
     ],
-    domains: &["azurecr.io", "azurecr.cn", "azurecr.us"],
+    domains: &ACR_SUFFIXES,
     token_life_secs: Some(3 * 3600),
     default_cache_duration: "2h30m",
-    annotation_keys: &[
-        "kubernetes.azure.com/acr-client-id",
-        "kubernetes.azure.com/acr-tenant-id",
-    ],
+    annotation_keys: &[AZURE_CLIENT_ANNOTATION, AZURE_TENANT_ANNOTATION],
 };
 
 pub static GENERIC: Source = Source {

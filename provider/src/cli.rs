@@ -9,16 +9,15 @@
 //!   tools (validate, generate, dry-run matching).
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};
 
-use crate::{deadline, logging, registry, run, sources};
+use crate::{deadline, logging, run};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -146,7 +145,7 @@ fn read_token_file(path: &std::path::Path) -> Result<crate::secret::Secret, Stri
 }
 
 fn parse_role_arn(s: &str) -> Result<String, String> {
-    crate::workload::check_role_arn(s.trim())?;
+    crate::sources::aws::check_role_arn(s.trim())?;
     Ok(s.trim().to_string())
 }
 
@@ -197,13 +196,13 @@ fn parse_static_ttl(s: &str) -> Result<Duration, String> {
 
 /// One `--mirror` value; empty items of the comma-separated list are skipped.
 #[derive(Debug, Clone)]
-struct Mirror(Option<registry::AcrMirror>);
+struct Mirror(Option<crate::settings::AcrMirror>);
 
 fn parse_mirror(s: &str) -> Result<Mirror, String> {
     if s.trim().is_empty() {
         return Ok(Mirror(None));
     }
-    registry::parse_acr_mirror(s).map(|m| Mirror(Some(m)))
+    crate::sources::acr::parse_acr_mirror(s).map(|m| Mirror(Some(m)))
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -334,11 +333,11 @@ fn options(cli: &Cli) -> run::Options {
         aws_secrets: cli.aws_secrets.clone(),
         static_ttl: cli.static_cache_duration,
         registry_check: !cli.no_registry_check,
-        azure: sources::AzureSettings {
+        azure: crate::settings::AzureSettings {
             mirrors: cli.mirrors.iter().filter_map(|m| m.0.clone()).collect(),
             config: cli.azure_config.clone(),
         },
-        workload: crate::workload::WorkloadSettings {
+        workload: crate::settings::WorkloadSettings {
             fallback_to_node: cli.service_account_fallback == "node",
             aws_default_role: cli.ecr_role_arn.clone(),
             aws_accept_irsa: cli.accept_irsa_role_annotation,
@@ -363,35 +362,15 @@ fn get_credentials(cli: Cli) -> ExitCode {
     // One deadline from the first step: reading stdin, the cache, the files
     // and the network all fit inside it, and the watchdog enforces it.
     let deadline = crate::deadline::Deadline::after(opts.timeout);
-    run::start_watchdog(deadline.remaining());
+    crate::exit::start_watchdog(deadline.remaining());
     // The kubelet writes the request and closes stdin; a writer that never
     // does must not hang us: read with the run's deadline.
     let input = match read_request(&stdin, deadline.remaining()) {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("pullcred: reading the request from stdin: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return crate::exit::fail(format_args!("reading the request from stdin: {e}")),
     };
     match run::get_credentials_until(&opts, input.as_slice(), deadline) {
-        Ok(json) => {
-            run::RESPONDING.store(true, Ordering::SeqCst);
-            let mut out = std::io::stdout().lock();
-            match out
-                .write_all(json.as_bytes())
-                .and_then(|()| out.write_all(b"\n"))
-                .and_then(|()| out.flush())
-            {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("pullcred: writing the response to stdout: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Err(f) => {
-            eprintln!("pullcred: {f}");
-            ExitCode::FAILURE
-        }
+        Ok(json) => crate::exit::respond(&json),
+        Err(f) => crate::exit::fail(f),
     }
 }

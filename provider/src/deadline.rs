@@ -34,6 +34,14 @@ impl Deadline {
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }
+
+    /// What a step that ran out of this deadline says, in one place.
+    pub fn timed_out(&self) -> String {
+        format!(
+            "timed out: no answer within the {}s deadline (--timeout)",
+            self.budget().as_secs_f32()
+        )
+    }
 }
 
 /// Parses `20s`, `1500ms`, `1m`, `1m30s` or a bare number of seconds.

@@ -28,17 +28,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use serde::Serialize;
 
-use crate::challenge;
 use crate::deadline::Deadline;
+use crate::encode::percent_encode;
 use crate::http::{Client, HttpError, HttpErrorKind, Response};
 use crate::image::ImageRef;
 use crate::protocol::{API_VERSIONS, AuthConfig};
 use crate::run::{self, Options};
 use crate::secret::Secret;
-use crate::sources::registry_check::{api_base, credential_realm, percent_encode};
+use crate::sources::Route;
+use crate::sources::registry_check::{Asks, api_base, asks, basic_auth, credential_realm};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -189,7 +189,7 @@ pub fn run(input: &str, opts: &Options, doc: &DoctorOptions) -> Report {
         });
     match run::explain(opts, &image, pod.as_ref()) {
         Ok(ex) => {
-            let now = run::now_unix();
+            let now = crate::time::now_unix();
             let cached = match &ex.cached {
                 Some(e) => {
                     let s = e.schedule();
@@ -266,11 +266,12 @@ pub fn run(input: &str, opts: &Options, doc: &DoctorOptions) -> Report {
 
     // 5. registry: where the credentials are used (a --mirror source's ACR)
     let client = Client::new(&deadline);
-    let contact = match registry_api(opts, &image) {
-        Ok((base, acr)) => contact(
+    let route = crate::sources::route_by_host(&image, opts);
+    let contact = match registry_api(route.as_deref(), &image) {
+        Ok(base) => contact(
             &client,
             &base,
-            acr.as_deref(),
+            route.as_deref(),
             &image,
             &reference,
             creds.as_ref(),
@@ -313,26 +314,22 @@ fn fetch(
     image: &ImageRef,
     doc: &DoctorOptions,
 ) -> Result<BTreeMap<String, AuthConfig>, String> {
-    #[derive(serde::Deserialize)]
-    struct Resp {
-        auth: BTreeMap<String, AuthConfig>,
-    }
-    let mut req = serde_json::json!({
-        "apiVersion": API_VERSIONS[0],
-        "kind": "CredentialProviderRequest",
-        "image": image.name(),
-    });
-    if let Some(t) = &doc.service_account_token {
-        req["serviceAccountToken"] = serde_json::Value::String(t.expose().to_string());
-        req["serviceAccountAnnotations"] = serde_json::json!(doc.annotations);
-    }
+    let request = crate::protocol::Request {
+        api_version: API_VERSIONS[0].to_string(),
+        image: image.name(),
+        service_account_token: doc.service_account_token.clone().filter(|t| !t.is_empty()),
+        service_account_annotations: if doc.service_account_token.is_some() {
+            doc.annotations.clone()
+        } else {
+            BTreeMap::new()
+        },
+    };
     let opts = Options {
         registry_check: false,
         ..opts.clone()
     };
-    let json =
-        run::get_credentials(&opts, req.to_string().as_bytes()).map_err(|f| f.to_string())?;
-    let resp: Resp = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+    let deadline = Deadline::after(opts.timeout);
+    let resp = run::serve(&opts, &request, &deadline).map_err(|f| f.to_string())?;
     Ok(resp.auth)
 }
 
@@ -403,31 +400,22 @@ fn provider_entry(config: Option<&Path>, name: &str) -> Step {
 }
 
 /// The API base (`https://host/v2/`) that answers for `image` with the
-/// credentials pullcred gives, and the ACR login server when it is an ACR:
-/// a `--mirror` source's ACR, never the source itself, reached as the fetch
-/// reaches it (`PULLCRED_ACR_ENDPOINTS`); else the image's registry.
-fn registry_api(opts: &Options, image: &ImageRef) -> Result<(String, Option<String>), String> {
-    match crate::registry::route_with_mirrors(image, &opts.azure.mirrors) {
-        #[cfg(feature = "azure")]
-        Ok(crate::registry::Target::Acr(reg)) => {
-            crate::sources::azure::registry_api(&reg.login_server)
-                .map(|base| (base, Some(reg.login_server.clone())))
-                .map_err(|e| e.to_string())
-        }
-        #[cfg(not(feature = "azure"))]
-        Ok(crate::registry::Target::Acr(reg)) => Ok((api_base(&reg.login_server), None)),
-        _ => Ok((api_base(&image.registry), None)),
+/// credentials pullcred gives, as the image's cloud source reaches it (a
+/// `--mirror` source's ACR, never the source itself); else the image's
+/// registry.
+fn registry_api(route: Option<&dyn Route>, image: &ImageRef) -> Result<String, String> {
+    match route {
+        Some(r) => r.registry_api(image),
+        None => Ok(api_base(&image.registry)),
     }
 }
 
-/// Where a Bearer realm's token service is asked with the credentials: an
-/// ACR's realm under the ACR exchange's rule, any other under the registry
-/// check's.
-fn realm_url(base: &str, acr: Option<&str>, realm: &str) -> Result<String, String> {
-    match acr {
-        #[cfg(feature = "azure")]
-        Some(login_server) => crate::sources::azure::realm_url(login_server, realm),
-        _ => credential_realm(base, realm).map(|r| r.url()),
+/// Where a Bearer realm's token service is asked with the credentials: under
+/// the source's rule (the ACR exchange's), else the registry check's.
+fn realm_url(route: Option<&dyn Route>, base: &str, realm: &str) -> Result<String, String> {
+    match route {
+        Some(r) => r.realm_url(base, realm),
+        None => credential_realm(base, realm).map(|r| r.url()),
     }
 }
 
@@ -442,7 +430,7 @@ const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, applicati
 fn contact(
     client: &Client,
     base: &str,
-    acr: Option<&str>,
+    route: Option<&dyn Route>,
     image: &ImageRef,
     reference: &str,
     creds: Option<&AuthConfig>,
@@ -455,94 +443,87 @@ fn contact(
         Err(e) => return done(network_failure(&base, &e), None, None),
     };
     let date = first.header("date").map(str::to_string);
-    let basic = creds.map(|c| {
-        format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!(
-                "{}:{}",
-                c.username,
-                c.password.expose()
-            ))
-        )
-    });
+    let basic = creds.map(|c| basic_auth(&c.username, &c.password));
     // Work out the Authorization header the manifest request needs.
-    let auth: Option<Secret> = match first.status {
-        200..=299 => None,
-        401 => {
-            let challenges = first
-                .header("www-authenticate")
-                .and_then(|h| challenge::parse(h).ok())
-                .unwrap_or_default();
-            match challenges.iter().find(|c| c.scheme == "bearer") {
-                Some(b) => {
-                    let Some(raw_realm) = b.param("realm") else {
-                        return done(
-                            Step::fail(
-                                "registry",
-                                base,
-                                "Bearer challenge without a realm",
-                                "report this to the registry's operator",
-                            ),
-                            None,
-                            date,
-                        );
-                    };
-                    let realm = match realm_url(&base, acr, raw_realm) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            return done(
-                                Step::fail(
-                                    "registry",
-                                    base,
-                                    e,
-                                    "the registry's token service must be https; fix the registry's auth configuration",
-                                ),
-                                None,
-                                date,
-                            );
-                        }
-                    };
-                    let realm = realm.as_str();
-                    let mut url = format!(
-                        "{realm}{}scope=repository:{}:pull",
-                        if realm.contains('?') { "&" } else { "?" },
-                        image.repository
+    let auth: Option<Secret> = match asks(&first) {
+        Asks::Nothing => None,
+        Asks::Bearer { realm, service } => {
+            let Some(raw_realm) = realm.as_deref() else {
+                return done(
+                    Step::fail(
+                        "registry",
+                        base,
+                        "Bearer challenge without a realm",
+                        "report this to the registry's operator",
+                    ),
+                    None,
+                    date,
+                );
+            };
+            let realm = match realm_url(route, &base, raw_realm) {
+                Ok(r) => r,
+                Err(e) => {
+                    return done(
+                        Step::fail(
+                            "registry",
+                            base,
+                            e,
+                            "the registry's token service must be https; fix the registry's auth configuration",
+                        ),
+                        None,
+                        date,
                     );
-                    if let Some(s) = b.param("service") {
-                        url.push_str("&service=");
-                        url.push_str(&percent_encode(s));
-                    }
-                    let headers: Vec<(&str, &str)> = basic
-                        .iter()
-                        .map(|b| ("Authorization", b.as_str()))
-                        .collect();
-                    let r = match client.get(&url, &headers) {
-                        Ok(r) => r,
-                        Err(e) => return done(network_failure(realm, &e), None, date),
-                    };
-                    if !r.is_success() {
-                        return done(classify(&r, realm, image, creds.is_some()), None, date);
-                    }
-                    match bearer_token(&r.body) {
-                        Some(t) => Some(Secret::new(format!("Bearer {}", t.expose()))),
-                        None => {
-                            return done(
-                                Step::fail(
-                                    "registry",
-                                    realm.to_string(),
-                                    "the token service answered without a token",
-                                    "check the registry's token service",
-                                ),
-                                None,
-                                date,
-                            );
-                        }
-                    }
                 }
-                None => basic.map(Secret::new),
+            };
+            let realm = realm.as_str();
+            let mut url = format!(
+                "{realm}{}scope=repository:{}:pull",
+                if realm.contains('?') { "&" } else { "?" },
+                image.repository
+            );
+            if let Some(s) = &service {
+                url.push_str("&service=");
+                url.push_str(&percent_encode(s));
+            }
+            let headers: Vec<(&str, &str)> = basic
+                .iter()
+                .map(|b| ("Authorization", b.as_str()))
+                .collect();
+            let r = match client.get(&url, &headers) {
+                Ok(r) => r,
+                Err(e) => return done(network_failure(realm, &e), None, date),
+            };
+            if !r.is_success() {
+                return done(
+                    classify(&r, realm, image, route, creds.is_some()),
+                    None,
+                    date,
+                );
+            }
+            match bearer_token(&r.body) {
+                Some(t) => Some(Secret::new(format!("Bearer {}", t.expose()))),
+                None => {
+                    return done(
+                        Step::fail(
+                            "registry",
+                            realm.to_string(),
+                            "the token service answered without a token",
+                            "check the registry's token service",
+                        ),
+                        None,
+                        date,
+                    );
+                }
             }
         }
-        _ => return done(classify(&first, &base, image, creds.is_some()), None, date),
+        Asks::Basic => basic.map(Secret::new),
+        Asks::Status(_) => {
+            return done(
+                classify(&first, &base, image, route, creds.is_some()),
+                None,
+                date,
+            );
+        }
     };
     let mut headers = vec![("Accept", MANIFEST_TYPES)];
     if let Some(a) = &auth {
@@ -561,7 +542,7 @@ fn contact(
         );
         return done(Step::new("registry", Status::Ok, seen), digest, date);
     }
-    let mut step = classify(&r, &manifest, image, creds.is_some());
+    let mut step = classify(&r, &manifest, image, route, creds.is_some());
     if r.status == 404 {
         let tags_url = format!("{base}{}/tags/list", image.repository);
         let mut headers = Vec::new();
@@ -593,9 +574,15 @@ fn bearer_token(body: &[u8]) -> Option<Secret> {
     t.token.or(t.access_token).filter(|s| !s.is_empty())
 }
 
-fn classify(r: &Response, endpoint: &str, image: &ImageRef, had_creds: bool) -> Step {
+fn classify(
+    r: &Response,
+    endpoint: &str,
+    image: &ImageRef,
+    route: Option<&dyn Route>,
+    had_creds: bool,
+) -> Step {
     let seen = format!("{endpoint}: HTTP {}", r.status);
-    let ecr = crate::registry::parse_ecr_host(image.host()).is_some();
+    let hint = route.and_then(|r| r.forbidden_hint());
     match r.status {
         401 if had_creds => Step::fail(
             "registry",
@@ -613,11 +600,7 @@ fn classify(r: &Response, endpoint: &str, image: &ImageRef, had_creds: bool) -> 
             "registry",
             seen,
             "403 Forbidden: authenticated, but not allowed to pull this repository",
-            if ecr {
-                "grant ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on the repository to the node's role (IAM policy and repository policy)"
-            } else {
-                "give the account pull (read) permission on this repository or project"
-            },
+            hint.unwrap_or("give the account pull (read) permission on this repository or project"),
         ),
         404 => Step::fail(
             "registry",
@@ -778,14 +761,14 @@ fn image_fs(given: Option<&Path>) -> Step {
 
 /// Compares the node's clock with the registry's `Date` header.
 fn clock(date: Option<&str>) -> Step {
-    let Some(remote) = date.and_then(parse_http_date) else {
+    let Some(remote) = date.and_then(crate::time::parse_http_date) else {
         return Step::new(
             "clock",
             Status::Skip,
             "no Date header from the registry to compare with",
         );
     };
-    let offset = run::now_unix() - remote;
+    let offset = crate::time::now_unix() - remote;
     let seen = format!(
         "node clock is {}s {} the registry's",
         offset.abs(),
@@ -801,40 +784,6 @@ fn clock(date: Option<&str>) -> Step {
     } else {
         Step::new("clock", Status::Ok, seen)
     }
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` → unix seconds.
-fn parse_http_date(s: &str) -> Option<i64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, mon, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == mon)? as i64
-        + 1;
-    let (d, y): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
-    let t: Vec<i64> = time
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, mi, se] = t.as_slice() else {
-        return None;
-    };
-    // days from civil (Howard Hinnant's algorithm)
-    let (y2, m2) = if month <= 2 {
-        (y - 1, month + 9)
-    } else {
-        (y, month - 3)
-    };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * m2 + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + mi * 60 + se)
 }
 
 fn bytes(n: u64) -> String {
@@ -883,16 +832,6 @@ pub fn render_json(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_dates() {
-        assert_eq!(
-            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777)
-        );
-        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(parse_http_date("garbage"), None);
-    }
 
     #[test]
     fn nearby_tags_by_edit_distance() {

@@ -319,6 +319,54 @@ fn classify(e: ureq::Error) -> HttpError {
     }
 }
 
+/// One line about a failed HTTP call, naming the deadline on a timeout.
+pub fn describe_error(e: &HttpError, deadline: &crate::deadline::Deadline) -> String {
+    if e.kind == HttpErrorKind::Timeout {
+        deadline.timed_out()
+    } else {
+        e.to_string()
+    }
+}
+
+/// `HTTP 400: invalid_grant: Invalid JWT Signature.`: the status and the
+/// error fields of an OAuth answer (`error`, first line of
+/// `error_description`), a Google API error (`error.status`,
+/// `error.message`) or a registry's error list (`errors[].code`, `message`);
+/// never the raw body.
+pub fn status_detail(resp: &Response) -> String {
+    let mut out = format!("HTTP {}", resp.status);
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&resp.body) else {
+        return out;
+    };
+    let text = |x: Option<&serde_json::Value>| x.and_then(|x| x.as_str()).map(str::to_string);
+    let mut parts: Vec<String> = Vec::new();
+    match v.get("error") {
+        Some(serde_json::Value::String(code)) => {
+            parts.push(code.clone());
+            if let Some(d) = text(v.get("error_description")) {
+                parts.push(d.lines().next().unwrap_or("").to_string());
+            }
+        }
+        Some(obj @ serde_json::Value::Object(_)) => {
+            parts.extend(text(obj.get("status")));
+            parts.extend(text(obj.get("message")));
+        }
+        _ => {}
+    }
+    if let Some(errs) = v.get("errors").and_then(|e| e.as_array()) {
+        for e in errs.iter().take(2) {
+            let f = |k: &str| text(e.get(k)).unwrap_or_default();
+            parts.push(format!("{}: {}", f("code"), f("message")));
+        }
+    }
+    for p in parts.iter().filter(|p| !p.trim().is_empty()) {
+        out.push_str(": ");
+        let p: String = p.chars().take(300).collect();
+        out.push_str(&p.replace(['\n', '\r'], " "));
+    }
+    out
+}
+
 /// Is this worth another attempt? 5xx, 429, and failures to connect.
 pub fn retryable(r: &Result<Response, HttpError>) -> bool {
     match r {
@@ -338,11 +386,28 @@ pub fn with_retries(
     max_attempts: u32,
     mut attempt: impl FnMut() -> Result<Response, HttpError>,
 ) -> Result<Response, HttpError> {
+    retry_each(deadline, max_attempts, None, |_| attempt())
+}
+
+/// The one retry loop. With `per_attempt`, each attempt gets its own
+/// deadline of at most that long inside `deadline`, and an attempt that
+/// times out is tried again (a metadata server that stalls once).
+pub fn retry_each(
+    deadline: &Deadline,
+    max_attempts: u32,
+    per_attempt: Option<Duration>,
+    mut attempt: impl FnMut(&Deadline) -> Result<Response, HttpError>,
+) -> Result<Response, HttpError> {
     let mut n = 0;
     loop {
-        let r = attempt();
+        let r = match per_attempt {
+            Some(per) => attempt(&Deadline::after(deadline.remaining().min(per))),
+            None => attempt(deadline),
+        };
         n += 1;
-        if n >= max_attempts || !retryable(&r) {
+        let timed_out =
+            per_attempt.is_some() && matches!(&r, Err(e) if e.kind == HttpErrorKind::Timeout);
+        if n >= max_attempts || !(timed_out || retryable(&r)) {
             return r;
         }
         let ceiling =

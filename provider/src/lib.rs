@@ -6,21 +6,32 @@
 //! short-lived token from the registry's cloud with the node's identity.
 //!
 //! # Layout
-//! - [`cli`]: flags and environment; the only place that decides exit codes.
-//! - [`run`]: the get-credentials flow: decode, route, cache, fetch, answer.
+//! - [`cli`]: flags and environment become [`settings::Options`]; [`exit`]
+//!   owns the exit codes, the watchdog and the one write of the response.
+//! - [`run`]: the get-credentials flow only: decode, route, cache I/O, fetch.
+//! - [`pipeline`]: the cache decision (hit, stale, lock-and-fetch,
+//!   serve-through-outage, refuse), pure functions of the entry, `now` and
+//!   the fetch outcome.
+//! - [`sources`]: one directory per source behind the `Source`/`Route`
+//!   traits (`aws`: ECR, ECR Public, Secrets Manager; `google`; `acr`;
+//!   `dockerconfig`), and `registry_check`, the registry v2 auth walk shared
+//!   with `doctor`. A compiled-out source is its directory's `disabled.rs`.
+//! - [`workload`]: per-pod identities from service-account tokens (KEP-4412):
+//!   the claims, and the `PodRules`/`Identity` traits sources implement.
+//! - [`error`]: `SourceError` and the [`error::Kind`] the pipeline acts on.
+//! - [`settings`]: start-up settings, plain data.
 //! - [`protocol`]: the kubelet's wire types, decoded and encoded as pure functions.
 //! - [`image`]: image references, normalised as the kubelet does.
-//! - [`registry`]: which source serves a registry host (anchored host matching).
 //! - [`challenge`]: `WWW-Authenticate` challenge parsing.
 //! - [`cache`]: the on-disk cache: private directory, atomic entries, single flight.
 //! - [`private_file`]: reading a credential or cache file: no FIFO, no swap, no symlink.
 //! - [`expiry`]: refresh points and `cacheDuration` from a token's real expiry.
+//! - [`time`]: the wall clock, read in one place, and date formats; [`encode`]:
+//!   percent-encoding and hex.
 //! - [`deadline`]: one deadline for the whole run.
 //! - `doctor`: `pullcred doctor IMAGE`, explaining an ImagePullBackOff from the node.
-//! - `http`: a small blocking HTTPS client with classified errors (feature `http`).
-//! - [`sources`]: upstream fetchers (AWS SDK behind `aws`; Azure Container Registry
-//!   behind `azure`; dockerconfigjson files and the registry check behind `static`).
-//! - [`workload`]: per-pod identities from service-account tokens (KEP-4412).
+//! - `http`: a small blocking HTTPS client with classified errors, the one
+//!   retry loop and HTTP error text (feature `http`).
 //! - [`secret`]: a string type that cannot be printed.
 //! - [`logging`]: stderr logging from `PULLCRED_LOG`; third-party crates are silenced.
 
@@ -30,19 +41,24 @@ pub mod cli;
 pub mod deadline;
 #[cfg(feature = "static")]
 pub mod doctor;
+pub mod encode;
 #[cfg(any(feature = "http", feature = "aws"))]
 pub mod endpoint;
+pub mod error;
+pub mod exit;
 pub mod expiry;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod image;
 pub mod logging;
+pub mod pipeline;
 pub mod private_file;
 pub mod protocol;
 #[cfg(any(feature = "http", feature = "aws"))]
 pub mod proxy;
-pub mod registry;
 pub mod run;
 pub mod secret;
+pub mod settings;
 pub mod sources;
+pub mod time;
 pub mod workload;

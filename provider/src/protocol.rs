@@ -181,15 +181,9 @@ impl Response {
 /// Formats whole seconds the way Go's `time.Duration.String` does:
 /// `0s`, `45s`, `1m30s`, `11h0m0s`.
 pub fn go_duration(d: Duration) -> String {
-    let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
-    }
+    // Whole seconds, as Go prints them (`kubelet_config::duration` owns the format).
+    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 1_000_000_000);
+    kubelet_config::duration::GoDuration::from_secs(secs).to_string()
 }
 
 #[cfg(test)]

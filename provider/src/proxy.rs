@@ -63,11 +63,15 @@ impl ProxyUrl {
         match (&self.user, &self.password) {
             (Some(u), Some(p)) => format!(
                 "http://{}:{}@{}",
-                encode_userinfo(u),
-                encode_userinfo(p),
+                crate::encode::percent_encode(u),
+                crate::encode::percent_encode(p),
                 self.authority()
             ),
-            (Some(u), None) => format!("http://{}@{}", encode_userinfo(u), self.authority()),
+            (Some(u), None) => format!(
+                "http://{}@{}",
+                crate::encode::percent_encode(u),
+                self.authority()
+            ),
             _ => format!("http://{}", self.authority()),
         }
     }
@@ -259,7 +263,9 @@ impl Policy {
         let mut out = text.to_string();
         for p in self.proxies() {
             if let Some(pw) = p.password.as_deref().filter(|pw| pw.len() >= 3) {
-                out = out.replace(&encode_userinfo(pw), "***").replace(pw, "***");
+                out = out
+                    .replace(&crate::encode::percent_encode(pw), "***")
+                    .replace(pw, "***");
             }
         }
         out
@@ -461,19 +467,6 @@ fn decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn encode_userinfo(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

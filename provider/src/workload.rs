@@ -3,7 +3,9 @@
 //! Since Kubernetes 1.33 a v1 `CredentialProviderRequest` may carry the pod's
 //! service-account token and the annotations of its service account (those the
 //! kubelet config's `tokenAttributes` lists). This module decides, from plain
-//! values and without any I/O, which identity a request asks for:
+//! values and without any I/O, which identity a request asks for. The rules
+//! of each cloud live with its source (`sources::aws`, `sources::google`,
+//! `sources::acr`, as [`PodRules`]); this module holds what they share:
 //!
 //! - AWS: the role in `eks.amazonaws.com/ecr-role-arn`; else, when enabled,
 //!   IRSA's `eks.amazonaws.com/role-arn`; else the configured default role
@@ -32,63 +34,42 @@
 //! name the same role. The token itself is never logged, cached or returned.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use base64::Engine;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
-use crate::registry::Target;
 use crate::secret::Secret;
+pub use crate::settings::WorkloadSettings;
 
-pub const AWS_ROLE_ANNOTATION: &str = "eks.amazonaws.com/ecr-role-arn";
-pub const IRSA_ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
-pub const AWS_ROLE_ENV: &str = "AWS_ECR_ROLE_ARN";
-pub const GKE_ENABLE_ANNOTATION: &str = "iam.gke.io/enable-wi-image-pull";
-pub const GKE_SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
-pub const GOOGLE_AUDIENCE_ANNOTATION: &str = "pullcred.dev/google-audience";
-pub const AZURE_CLIENT_ANNOTATION: &str = "kubernetes.azure.com/acr-client-id";
-pub const AZURE_TENANT_ANNOTATION: &str = "kubernetes.azure.com/acr-tenant-id";
-
-/// Set when the cloud's identity provider explicitly refused this run's
-/// service-account token (a trust policy, a federated credential or an
-/// attribute condition said no). A refusal is an answer, not an outage: the
-/// run then serves no cached credential of that service account in its place.
-/// One process answers one request, so a process-wide flag is this run's.
-static REFUSED: AtomicBool = AtomicBool::new(false);
-
-/// Records that the identity provider refused the pod's token.
-pub fn mark_refused() {
-    REFUSED.store(true, Ordering::SeqCst);
+/// A cloud's per-pod identity rules: which annotations name an identity,
+/// what identity they name, and what to tell an operator when none does.
+pub trait PodRules {
+    /// The annotation that names an identity, if any is set.
+    fn naming_annotation(
+        &self,
+        annotations: &BTreeMap<String, String>,
+        settings: &WorkloadSettings,
+    ) -> Option<&'static str>;
+    /// The identity the service account asks for; `None` when nothing names one.
+    fn identity(
+        &self,
+        account: &ServiceAccount,
+        annotations: &BTreeMap<String, String>,
+        settings: &WorkloadSettings,
+    ) -> Result<Option<Arc<dyn Identity>>, String>;
+    /// How to name an identity, for the error when nothing does.
+    fn missing_hint(&self, settings: &WorkloadSettings) -> String;
 }
 
-pub fn was_refused() -> bool {
-    REFUSED.load(Ordering::SeqCst)
-}
-
-/// An HTTP status that is the identity provider saying no (not an outage,
-/// not throttling).
-pub fn is_refusal_status(status: u16) -> bool {
-    (400..500).contains(&status) && status != 408 && status != 429
-}
-
-/// STS's limit on `RoleSessionName`.
-const MAX_SESSION_NAME: usize = 64;
-
-/// Settings from flags and environment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WorkloadSettings {
-    /// `--service-account-fallback=node`: a service account that names no
-    /// identity gets the node's.
-    pub fallback_to_node: bool,
-    /// `--ecr-role-arn`, `AWS_ECR_ROLE_ARN`.
-    pub aws_default_role: Option<String>,
-    /// `--accept-irsa-role-annotation`: also read `eks.amazonaws.com/role-arn`.
-    pub aws_accept_irsa: bool,
-    /// `--google-audience`, `PULLCRED_GOOGLE_AUDIENCE`.
-    pub google_audience: Option<String>,
-    /// `--google-service-account`, `PULLCRED_GOOGLE_SERVICE_ACCOUNT`.
-    pub google_service_account: Option<String>,
+/// The cloud identity a service account asks for, owned by its source.
+pub trait Identity: std::fmt::Debug + Send + Sync {
+    /// In a user's words (request text may be long: the caller clips).
+    fn describe(&self) -> String;
+    /// The cache key's parts: which identity.
+    fn cache_parts(&self) -> Vec<(&'static str, String)>;
+    /// For the source's own fetch, to get its type back.
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// Whose token it is, from its claims.
@@ -112,72 +93,22 @@ impl std::fmt::Display for ServiceAccount {
     }
 }
 
-/// The Google audience: given, or GKE's, read from the metadata server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Audience {
-    Given(String),
-    GkeMetadata,
-}
-
-/// The cloud identity a service account asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    Aws {
-        role_arn: String,
-        session_name: String,
-        /// Where the role came from (an annotation, a flag), for messages.
-        from: String,
-    },
-    Google {
-        audience: Audience,
-        impersonate: Option<String>,
-    },
-    Azure {
-        client_id: String,
-        tenant: Option<String>,
-    },
-}
-
-impl Identity {
-    /// In a user's words, with request text clipped (see [`crate::logging::echo`]).
-    pub fn describe(&self) -> String {
-        let line = self.describe_full();
-        crate::logging::clip(&line, 3 * crate::logging::MAX_ECHO).into_owned()
-    }
-
-    fn describe_full(&self) -> String {
-        match self {
-            Identity::Aws { role_arn, from, .. } => format!("role {role_arn} (from {from})"),
-            Identity::Google {
-                audience,
-                impersonate,
-            } => {
-                let aud = match audience {
-                    Audience::Given(a) => a.clone(),
-                    Audience::GkeMetadata => "the GKE cluster's workload pool".into(),
-                };
-                match impersonate {
-                    Some(sa) => format!("audience {aud}, impersonating {sa}"),
-                    None => format!("audience {aud}"),
-                }
-            }
-            Identity::Azure { client_id, tenant } => match tenant {
-                Some(t) => format!("client {client_id} in tenant {t}"),
-                None => format!("client {client_id} in the node's tenant"),
-            },
-        }
-    }
-}
-
 /// A request's per-pod identity, resolved.
 #[derive(Debug, Clone)]
 pub struct Workload {
     pub account: ServiceAccount,
-    pub identity: Identity,
+    pub identity: Arc<dyn Identity>,
     pub token: Secret,
 }
 
 impl Workload {
+    /// The identity in a user's words, with request text clipped (see
+    /// [`crate::logging::echo`]).
+    pub fn describe_identity(&self) -> String {
+        let line = self.identity.describe();
+        crate::logging::clip(&line, 3 * crate::logging::MAX_ECHO).into_owned()
+    }
+
     /// The cache key's parts: whose token, and which identity it asks for.
     pub fn cache_parts(&self) -> Vec<(&'static str, String)> {
         let a = &self.account;
@@ -187,34 +118,7 @@ impl Workload {
             ("sa-name", a.name.clone()),
             ("sa-uid", a.uid.clone()),
         ];
-        match &self.identity {
-            Identity::Aws {
-                role_arn,
-                session_name,
-                ..
-            } => {
-                parts.push(("sa-aws-role", role_arn.clone()));
-                parts.push(("sa-aws-session", session_name.clone()));
-            }
-            Identity::Google {
-                audience,
-                impersonate,
-            } => {
-                let aud = match audience {
-                    Audience::Given(a) => a.clone(),
-                    Audience::GkeMetadata => "gke-metadata".into(),
-                };
-                parts.push(("sa-google-audience", aud));
-                parts.push((
-                    "sa-google-impersonate",
-                    impersonate.clone().unwrap_or_default(),
-                ));
-            }
-            Identity::Azure { client_id, tenant } => {
-                parts.push(("sa-azure-client", client_id.clone()));
-                parts.push(("sa-azure-tenant", tenant.clone().unwrap_or_default()));
-            }
-        }
+        parts.extend(self.identity.cache_parts());
         parts
     }
 }
@@ -241,10 +145,10 @@ impl Resolution {
     }
 }
 
-/// Decides the identity for `target` from the request's token and annotations.
+/// Decides the identity a route's `rules` give the request's token and annotations.
 /// Errors are one line and never contain the token.
 pub fn resolve(
-    target: &Target,
+    rules: &dyn PodRules,
     token: Option<&Secret>,
     annotations: &BTreeMap<String, String>,
     settings: &WorkloadSettings,
@@ -253,7 +157,7 @@ pub fn resolve(
     let Some(token) = token else {
         // Annotations come only with tokenAttributes, and then with a token:
         // one without the other is a misconfiguration worth naming.
-        if let Some(key) = naming_annotation(target, annotations, settings) {
+        if let Some(key) = rules.naming_annotation(annotations, settings) {
             return Err(format!(
                 "the service account's {key} annotation asks for its own identity, but the request carries no serviceAccountToken; add tokenAttributes to this provider in the kubelet's credential provider config (Kubernetes 1.33+)"
             ));
@@ -268,11 +172,7 @@ pub fn resolve(
             account.expires_at
         ));
     }
-    let identity = match target {
-        Target::EcrPrivate(_) | Target::EcrPublic => aws_identity(&account, annotations, settings)?,
-        Target::Google(_) => google_identity(annotations, settings)?,
-        Target::Acr(_) => azure_identity(annotations),
-    };
+    let identity = rules.identity(&account, annotations, settings)?;
     match identity {
         Some(identity) => Ok(Resolution::Workload(Box::new(Workload {
             account,
@@ -280,7 +180,7 @@ pub fn resolve(
             token: token.clone(),
         }))),
         None => {
-            let missing = missing_hint(target, settings);
+            let missing = rules.missing_hint(settings);
             if settings.fallback_to_node {
                 Ok(Resolution::NodeFallback {
                     why: format!("{account} names no identity ({missing})"),
@@ -294,193 +194,22 @@ pub fn resolve(
     }
 }
 
-/// The annotation that names an identity for `target`, if any.
-fn naming_annotation(
-    target: &Target,
+/// The first of `keys` the annotations set (not blank), if any.
+pub fn first_set(
     annotations: &BTreeMap<String, String>,
-    settings: &WorkloadSettings,
+    keys: &[&'static str],
 ) -> Option<&'static str> {
-    let has = |k: &str| annotations.get(k).is_some_and(|v| !v.trim().is_empty());
-    let keys: &[&'static str] = match target {
-        Target::EcrPrivate(_) | Target::EcrPublic => {
-            if settings.aws_accept_irsa {
-                &[AWS_ROLE_ANNOTATION, IRSA_ROLE_ANNOTATION]
-            } else {
-                &[AWS_ROLE_ANNOTATION]
-            }
-        }
-        Target::Google(_) => {
-            if annotations
-                .get(GKE_ENABLE_ANNOTATION)
-                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-            {
-                return Some(GKE_ENABLE_ANNOTATION);
-            }
-            &[GKE_SERVICE_ACCOUNT_ANNOTATION, GOOGLE_AUDIENCE_ANNOTATION]
-        }
-        Target::Acr(_) => &[AZURE_CLIENT_ANNOTATION],
-    };
-    keys.iter().copied().find(|k| has(k))
+    keys.iter()
+        .copied()
+        .find(|k| annotation(annotations, k).is_some())
 }
 
-fn missing_hint(target: &Target, settings: &WorkloadSettings) -> String {
-    match target {
-        Target::EcrPrivate(_) | Target::EcrPublic => {
-            let irsa = if settings.aws_accept_irsa {
-                format!(" or {IRSA_ROLE_ANNOTATION}")
-            } else {
-                String::new()
-            };
-            format!(
-                "annotate it with {AWS_ROLE_ANNOTATION}{irsa}, or set a default role with --ecr-role-arn / {AWS_ROLE_ENV}"
-            )
-        }
-        Target::Google(_) => format!(
-            "annotate it with {GKE_ENABLE_ANNOTATION}: \"true\", {GKE_SERVICE_ACCOUNT_ANNOTATION} or {GOOGLE_AUDIENCE_ANNOTATION}, or set --google-audience"
-        ),
-        Target::Acr(_) => format!(
-            "annotate it with {AZURE_CLIENT_ANNOTATION} (and {AZURE_TENANT_ANNOTATION} unless the node's tenant applies)"
-        ),
-    }
-}
-
-fn annotation<'a>(annotations: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
+/// An annotation's value, trimmed; `None` when absent or blank.
+pub fn annotation<'a>(annotations: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
     annotations
         .get(key)
         .map(|v| v.trim())
         .filter(|v| !v.is_empty())
-}
-
-fn aws_identity(
-    account: &ServiceAccount,
-    annotations: &BTreeMap<String, String>,
-    settings: &WorkloadSettings,
-) -> Result<Option<Identity>, String> {
-    let mut found = annotation(annotations, AWS_ROLE_ANNOTATION)
-        .map(|r| (r.to_string(), format!("annotation {AWS_ROLE_ANNOTATION}")));
-    if found.is_none() && settings.aws_accept_irsa {
-        found = annotation(annotations, IRSA_ROLE_ANNOTATION)
-            .map(|r| (r.to_string(), format!("annotation {IRSA_ROLE_ANNOTATION}")));
-    }
-    if found.is_none() {
-        found = settings
-            .aws_default_role
-            .as_ref()
-            .filter(|r| !r.trim().is_empty())
-            .map(|r| {
-                (
-                    r.trim().to_string(),
-                    format!("--ecr-role-arn / {AWS_ROLE_ENV}"),
-                )
-            });
-    }
-    let Some((role_arn, from)) = found else {
-        return Ok(None);
-    };
-    check_role_arn(&role_arn).map_err(|why| format!("{account}: {from}: {why}"))?;
-    Ok(Some(Identity::Aws {
-        session_name: session_name(&account.namespace, &account.name),
-        role_arn,
-        from,
-    }))
-}
-
-/// `arn:<partition>:iam::<12 digits>:role/<path/name>`.
-pub fn check_role_arn(arn: &str) -> Result<(), String> {
-    let shown: String = arn.chars().take(120).collect();
-    let bad = || format!("{shown:?} is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)");
-    let mut p = arn.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(acct), Some(res)) =
-        (p.next(), p.next(), p.next(), p.next(), p.next(), p.next())
-    else {
-        return Err(bad());
-    };
-    let name = res.strip_prefix("role/").ok_or_else(bad)?;
-    if !partition.starts_with("aws")
-        || acct.len() != 12
-        || !acct.bytes().all(|b| b.is_ascii_digit())
-        || name.is_empty()
-        || name.len() > 512
-        || arn.chars().any(char::is_whitespace)
-    {
-        return Err(bad());
-    }
-    Ok(())
-}
-
-fn google_identity(
-    annotations: &BTreeMap<String, String>,
-    settings: &WorkloadSettings,
-) -> Result<Option<Identity>, String> {
-    let enabled = annotations
-        .get(GKE_ENABLE_ANNOTATION)
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let impersonate = annotation(annotations, GKE_SERVICE_ACCOUNT_ANNOTATION)
-        .map(str::to_string)
-        .or_else(|| {
-            settings
-                .google_service_account
-                .clone()
-                .filter(|s| !s.trim().is_empty())
-        });
-    let audience_annotation = annotation(annotations, GOOGLE_AUDIENCE_ANNOTATION);
-    let opted_in = enabled
-        || annotation(annotations, GKE_SERVICE_ACCOUNT_ANNOTATION).is_some()
-        || audience_annotation.is_some()
-        || settings.google_audience.is_some();
-    if !opted_in {
-        return Ok(None);
-    }
-    if let Some(sa) = &impersonate
-        && (!sa.contains('@') || sa.chars().any(|c| c.is_whitespace() || c == '/'))
-    {
-        let shown: String = sa.chars().take(120).collect();
-        return Err(format!(
-            "{GKE_SERVICE_ACCOUNT_ANNOTATION} {shown:?} is not a service account email"
-        ));
-    }
-    let audience = match audience_annotation
-        .map(str::to_string)
-        .or_else(|| settings.google_audience.clone())
-    {
-        Some(a) => Audience::Given(a),
-        None => Audience::GkeMetadata,
-    };
-    Ok(Some(Identity::Google {
-        audience,
-        impersonate,
-    }))
-}
-
-fn azure_identity(annotations: &BTreeMap<String, String>) -> Option<Identity> {
-    let client_id = annotation(annotations, AZURE_CLIENT_ANNOTATION)?.to_string();
-    Some(Identity::Azure {
-        client_id,
-        tenant: annotation(annotations, AZURE_TENANT_ANNOTATION).map(str::to_string),
-    })
-}
-
-/// `RoleSessionName` for a service account: `<namespace>.<name>` (a namespace
-/// has no dots, so the first dot separates them), characters STS refuses
-/// replaced with `-`, and over 64 characters cut to 55 plus `-` and 8 hex
-/// digits of a hash of the whole, so distinct accounts stay distinct.
-pub fn session_name(namespace: &str, name: &str) -> String {
-    let full: String = format!("{namespace}.{name}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if full.len() <= MAX_SESSION_NAME {
-        return full;
-    }
-    let digest = Sha256::digest(format!("{namespace}/{name}").as_bytes());
-    let tag: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{tag}", &full[..MAX_SESSION_NAME - 9])
 }
 
 #[derive(Deserialize)]
@@ -567,7 +296,11 @@ pub fn read_claims(token: &str) -> Result<ServiceAccount, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::route;
+    use crate::sources::acr::{AZURE_CLIENT_ANNOTATION, AZURE_TENANT_ANNOTATION, AzureClient};
+    use crate::sources::aws::{AWS_ROLE_ANNOTATION, AwsRole, IRSA_ROLE_ANNOTATION};
+    use crate::sources::google::{
+        Audience, GKE_ENABLE_ANNOTATION, GKE_SERVICE_ACCOUNT_ANNOTATION, GoogleIdentity,
+    };
 
     fn jwt(claims: serde_json::Value) -> String {
         let e = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
@@ -593,8 +326,18 @@ mod tests {
         })))
     }
 
-    fn target(image: &str) -> Target {
-        route(&crate::image::ImageRef::parse(image).unwrap()).unwrap()
+    /// The per-pod rules of the source that serves `image`.
+    fn target(image: &str) -> &'static dyn PodRules {
+        let image = crate::image::ImageRef::parse(image).unwrap();
+        let route = crate::sources::route_by_host(&image, &Default::default()).unwrap();
+        Box::leak(route).pod_rules().unwrap()
+    }
+
+    /// What an identity shows of itself: its description and cache parts.
+    type Seen = (String, Vec<(&'static str, String)>);
+
+    fn seen(i: impl Identity) -> Seen {
+        (i.describe(), i.cache_parts())
     }
 
     const ECR: &str = "123456789012.dkr.ecr.us-west-2.amazonaws.com/app";
@@ -613,9 +356,9 @@ mod tests {
         t: &Secret,
         pairs: &[(&str, &str)],
         s: &WorkloadSettings,
-    ) -> Result<Identity, String> {
-        match resolve(&target(image), Some(t), &ann(pairs), s, NOW)? {
-            Resolution::Workload(w) => Ok(w.identity),
+    ) -> Result<Seen, String> {
+        match resolve(target(image), Some(t), &ann(pairs), s, NOW)? {
+            Resolution::Workload(w) => Ok((w.identity.describe(), w.identity.cache_parts())),
             other => Err(format!("not a workload: {other:?}")),
         }
     }
@@ -655,15 +398,15 @@ mod tests {
         let role = "arn:aws:iam::123456789012:role/pull";
         assert_eq!(
             identity_of(ECR, &t, &[(AWS_ROLE_ANNOTATION, role)], &s).unwrap(),
-            Identity::Aws {
+            seen(AwsRole {
                 role_arn: role.into(),
                 session_name: "ns.sa".into(),
                 from: format!("annotation {AWS_ROLE_ANNOTATION}")
-            }
+            })
         );
         // IRSA's annotation only with the flag
         let irsa = ann(&[(IRSA_ROLE_ANNOTATION, role)]);
-        let e = resolve(&target(ECR), Some(&t), &irsa, &s, NOW).unwrap_err();
+        let e = resolve(target(ECR), Some(&t), &irsa, &s, NOW).unwrap_err();
         assert!(
             e.contains(AWS_ROLE_ANNOTATION) && e.contains("--service-account-fallback"),
             "{e}"
@@ -673,7 +416,7 @@ mod tests {
             ..s.clone()
         };
         assert!(matches!(
-            resolve(&target(ECR), Some(&t), &irsa, &with_flag, NOW).unwrap(),
+            resolve(target(ECR), Some(&t), &irsa, &with_flag, NOW).unwrap(),
             Resolution::Workload(_)
         ));
         let default = WorkloadSettings {
@@ -681,7 +424,7 @@ mod tests {
             ..s.clone()
         };
         assert!(matches!(
-            resolve(&target(ECR), Some(&t), &ann(&[]), &default, NOW).unwrap(),
+            resolve(target(ECR), Some(&t), &ann(&[]), &default, NOW).unwrap(),
             Resolution::Workload(_)
         ));
         let fallback = WorkloadSettings {
@@ -689,12 +432,12 @@ mod tests {
             ..s.clone()
         };
         assert!(matches!(
-            resolve(&target(ECR), Some(&t), &ann(&[]), &fallback, NOW).unwrap(),
+            resolve(target(ECR), Some(&t), &ann(&[]), &fallback, NOW).unwrap(),
             Resolution::NodeFallback { .. }
         ));
         let bad = ann(&[(AWS_ROLE_ANNOTATION, "arn:aws:iam::12:role/x")]);
         assert!(
-            resolve(&target(ECR), Some(&t), &bad, &s, NOW)
+            resolve(target(ECR), Some(&t), &bad, &s, NOW)
                 .unwrap_err()
                 .contains("not an IAM role ARN")
         );
@@ -706,17 +449,17 @@ mod tests {
         let role = ann(&[(AWS_ROLE_ANNOTATION, "arn:aws:iam::123456789012:role/pull")]);
         let s = WorkloadSettings::default();
         assert!(
-            resolve(&target(ECR), Some(&t), &role, &s, NOW)
+            resolve(target(ECR), Some(&t), &role, &s, NOW)
                 .unwrap_err()
                 .contains("expired")
         );
-        let e = resolve(&target(ECR), None, &role, &s, NOW).unwrap_err();
+        let e = resolve(target(ECR), None, &role, &s, NOW).unwrap_err();
         assert!(
             e.contains("serviceAccountToken") && e.contains("tokenAttributes"),
             "{e}"
         );
         assert!(matches!(
-            resolve(&target(ECR), None, &ann(&[]), &s, NOW).unwrap(),
+            resolve(target(ECR), None, &ann(&[]), &s, NOW).unwrap(),
             Resolution::Node
         ));
     }
@@ -730,10 +473,10 @@ mod tests {
         assert!(e.contains(GKE_ENABLE_ANNOTATION), "{e}");
         assert_eq!(
             identity_of(gar, &t, &[(GKE_ENABLE_ANNOTATION, "true")], &s).unwrap(),
-            Identity::Google {
+            seen(GoogleIdentity {
                 audience: Audience::GkeMetadata,
                 impersonate: None
-            }
+            })
         );
         let a = [(
             GKE_SERVICE_ACCOUNT_ANNOTATION,
@@ -745,20 +488,20 @@ mod tests {
         };
         assert_eq!(
             identity_of(gar, &t, &a, &with_aud).unwrap(),
-            Identity::Google {
+            seen(GoogleIdentity {
                 audience: Audience::Given("//iam/pool".into()),
                 impersonate: Some("puller@p.iam.gserviceaccount.com".into())
-            }
+            })
         );
         let acr = "example.azurecr.io/app";
         let e = identity_of(acr, &t, &[(AZURE_TENANT_ANNOTATION, "t")], &s).unwrap_err();
         assert!(e.contains(AZURE_CLIENT_ANNOTATION), "{e}");
         assert_eq!(
             identity_of(acr, &t, &[(AZURE_CLIENT_ANNOTATION, "c")], &s).unwrap(),
-            Identity::Azure {
+            seen(AzureClient {
                 client_id: "c".into(),
                 tenant: None
-            }
+            })
         );
     }
 
@@ -766,7 +509,7 @@ mod tests {
     fn cache_parts_separate_accounts_sharing_a_role() {
         let role = ann(&[(AWS_ROLE_ANNOTATION, "arn:aws:iam::123456789012:role/pull")]);
         let s = WorkloadSettings::default();
-        let parts = |t: Secret| match resolve(&target(ECR), Some(&t), &role, &s, NOW).unwrap() {
+        let parts = |t: Secret| match resolve(target(ECR), Some(&t), &role, &s, NOW).unwrap() {
             Resolution::Workload(w) => w.cache_parts(),
             _ => panic!(),
         };
@@ -782,32 +525,5 @@ mod tests {
             parts(token("ns", "a", "u1", NOW + 900)),
             "another token of the same account"
         );
-    }
-
-    #[test]
-    fn session_names_fit_sts() {
-        assert_eq!(session_name("default", "builder"), "default.builder");
-        let long = session_name("a-very-long-namespace-name-indeed", &"x.".repeat(60));
-        assert_eq!(long.len(), 64);
-        assert_ne!(
-            long,
-            session_name("a-very-long-namespace-name-indeed", &"x.".repeat(61))
-        );
-        for n in [long, session_name("ns", "weird:name")] {
-            assert!(
-                n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)),
-                "{n}"
-            );
-        }
-    }
-
-    #[test]
-    fn role_arns() {
-        assert!(check_role_arn("arn:aws:iam::123456789012:role/pull").is_ok());
-        assert!(check_role_arn("arn:aws-cn:iam::123456789012:role/path/pull").is_ok());
-        assert!(check_role_arn("arn:aws:iam::123456789012:user/pull").is_err());
-        assert!(check_role_arn("arn:aws:sts::123456789012:role/pull").is_err());
-        assert!(check_role_arn("pull").is_err());
     }
 }

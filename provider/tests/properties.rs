@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use pullcred::image::ImageRef;
-use pullcred::registry::parse_ecr_host;
+use pullcred::sources::aws::parse_ecr_host;
 
 fn label() -> impl Strategy<Value = String> {
     "[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?"

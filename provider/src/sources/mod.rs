@@ -1,33 +1,122 @@
-//! Where credentials come from. Each source turns a resolved [`Target`] into a
-//! [`Fetched`] credential; only this module and its children initialise cloud
-//! SDKs or an async runtime, and only on a cache miss.
+//! Where credentials come from: one directory per source, each owning its
+//! host grammar, its per-pod identity rules, its cache-key parts, what
+//! `doctor` says about it and its fetch. Routing asks [`route`]'s list in
+//! order; nothing outside a source's directory knows which source it is.
+//!
+//! - [`dockerconfig`]: dockerconfigjson files on the node (static).
+//! - [`aws`]: AWS Secrets Manager mappings (static), Amazon ECR Public and
+//!   ECR private, through the AWS SDK (feature `aws`).
+//! - [`acr`]: Azure Container Registry hosts and `--mirror` sources (`azure`).
+//! - [`google`]: Artifact Registry and Container Registry (`gcp`).
+//!
+//! A source whose feature is off is still routed (its hosts are recognised)
+//! and its fetch says "this pullcred was built without the `X` feature": its
+//! directory holds a `disabled.rs` stand-in for the feature's module, chosen
+//! with `#[cfg_attr(not(feature = "X"), path = "disabled.rs")]`.
+//!
+//! Only this module's children initialise cloud SDKs or an async runtime,
+//! and only on a cache miss ([`Route::fetch`]).
 
-#[cfg(feature = "aws")]
+pub mod acr;
 pub mod aws;
-#[cfg(feature = "azure")]
-pub mod azure;
 pub mod dockerconfig;
-#[cfg(feature = "gcp")]
-pub mod gcp;
-#[cfg(feature = "static")]
+pub mod google;
+#[cfg_attr(not(feature = "static"), path = "registry_check_disabled.rs")]
 pub mod registry_check;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 
 use crate::deadline::Deadline;
-use crate::registry::{AcrMirror, Target};
+pub use crate::error::{Kind, SourceError};
+use crate::image::ImageRef;
+use crate::protocol::{AuthConfig, CacheKeyType};
 use crate::secret::Secret;
-use crate::workload::Workload;
+use crate::settings::Options;
+use crate::workload::{PodRules, Workload};
 
-/// Azure settings from flags and environment (the rest of Azure's identity
-/// comes from the standard `AZURE_*` variables; see `sources::azure`).
-#[derive(Debug, Clone, Default)]
-pub struct AzureSettings {
-    /// `--mirror SOURCE=ACR`, `PULLCRED_ACR_MIRRORS`.
-    pub mirrors: Vec<AcrMirror>,
-    /// `--azure-config`, `PULLCRED_AZURE_CONFIG`: AKS's azure.json. `None`:
-    /// `/etc/kubernetes/azure.json` when it exists; `none`: no file.
-    pub config: Option<PathBuf>,
+/// A source of credentials: asked, in [`route`]'s order, whether it serves
+/// an image.
+pub trait Source {
+    /// The route for `image` when this source serves it.
+    fn route(&self, image: &ImageRef, opts: &Options) -> Option<Box<dyn Route>>;
+    /// Whether this source holds a path-scoped key for the image's host: the
+    /// answer for every image of that host is then `Image`-scoped (see
+    /// `pipeline::Reply::image_only`), whichever source serves it.
+    fn path_scoped(&self, _image: &ImageRef, _opts: &Options) -> bool {
+        false
+    }
+    /// What this source could not use (a refused file), for the error when
+    /// no source serves the image.
+    fn skipped(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// One image's way to its credential, resolved by a [`Source`].
+pub trait Route {
+    /// Short name of the source, for errors and cache keys (`ecr`, `acr`...).
+    fn id(&self) -> &'static str;
+    /// Which source serves the image, in a user's words (`doctor`).
+    fn describe(&self, image: &ImageRef) -> String;
+    /// Which node identity or file a fetch would use (`doctor`); no network.
+    fn node_identity(&self, opts: &Options) -> String;
+    /// The request and configuration facts that decide the credential, in
+    /// order, for the cache key. Never a secret; no network.
+    fn cache_parts(
+        &self,
+        image: &ImageRef,
+        opts: &Options,
+        workload: Option<&Workload>,
+    ) -> Vec<(&'static str, String)>;
+    /// The per-pod identity rules (KEP-4412), for cloud token sources;
+    /// `None`: static credentials are the node's, whoever asks.
+    fn pod_rules(&self) -> Option<&dyn PodRules> {
+        None
+    }
+    /// Whether one token serves every registry host of the source, so that
+    /// the entry is keyed by identity and not by host.
+    fn shares_token_across_hosts(&self) -> bool {
+        false
+    }
+    /// Fetches the credential (a cache miss).
+    fn fetch(&self, ctx: &FetchContext) -> Result<Credential, SourceError>;
+    /// `doctor`: the registry API base that answers with these credentials.
+    #[cfg(feature = "static")]
+    fn registry_api(&self, image: &ImageRef) -> Result<String, String> {
+        Ok(registry_check::api_base(&image.registry))
+    }
+    /// `doctor`: where a Bearer challenge's `realm` may receive them.
+    #[cfg(feature = "static")]
+    fn realm_url(&self, registry_api: &str, realm: &str) -> Result<String, String> {
+        registry_check::credential_realm(registry_api, realm).map(|r| r.url())
+    }
+    /// `doctor`: what to do about a 403 from the registry, when the source
+    /// knows better than "give the account pull permission".
+    fn forbidden_hint(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// What a fetch gets to work with.
+pub struct FetchContext<'a> {
+    pub image: &'a ImageRef,
+    pub opts: &'a Options,
+    /// The pod's identity, when the request uses it.
+    pub workload: Option<&'a Workload>,
+    pub deadline: &'a Deadline,
+}
+
+/// What a source answers.
+#[derive(Debug)]
+pub enum Credential {
+    /// A short-lived token for the image's registry, expiring when upstream said.
+    Token(Fetched),
+    /// Credentials with no expiry of their own, keyed as the operator wrote
+    /// them; fresh for `--static-ttl`.
+    Static {
+        auth: BTreeMap<String, AuthConfig>,
+        key_type: CacheKeyType,
+    },
 }
 
 /// A credential fresh from upstream.
@@ -39,21 +128,66 @@ pub struct Fetched {
     pub expires_at: i64,
 }
 
-/// A failed fetch: which step, and what upstream or the transport said.
-/// Never contains a secret.
-#[derive(Debug)]
-pub struct SourceError {
-    pub step: String,
-    pub detail: String,
+/// An image routed: the way to its credential, and whether its host has a
+/// path-scoped static key.
+pub struct Routed {
+    pub route: Box<dyn Route>,
+    pub path_scoped: bool,
 }
 
-impl std::fmt::Display for SourceError {
+/// The sources that a registry host names, in the order they are asked
+/// (after the operator's static credentials, which win). Adding a registry
+/// is one directory under `sources/` and one line here.
+fn by_host() -> [&'static dyn Source; 4] {
+    [&acr::Acr, &aws::EcrPublic, &google::Google, &aws::Ecr]
+}
+
+/// Static sources first (an operator's explicit files and secrets win), then
+/// the cloud source the registry host names.
+pub fn route(image: &ImageRef, opts: &Options) -> Result<Routed, NoSource> {
+    let files = dockerconfig::DockerConfigs::load(&opts.docker_configs);
+    let statics: [&dyn Source; 2] = [&files, &aws::SecretsManager];
+    let all = statics.into_iter().chain(by_host());
+    let path_scoped = statics.iter().any(|s| s.path_scoped(image, opts));
+    for s in all {
+        if let Some(route) = s.route(image, opts) {
+            return Ok(Routed { route, path_scoped });
+        }
+    }
+    Err(NoSource {
+        registry: image.registry.clone(),
+        skipped: statics.iter().flat_map(|s| s.skipped()).collect(),
+    })
+}
+
+/// The cloud source a registry host names, ignoring static credentials
+/// (`doctor`'s registry step reaches the registry as the cloud would).
+pub fn route_by_host(image: &ImageRef, opts: &Options) -> Option<Box<dyn Route>> {
+    by_host().into_iter().find_map(|s| s.route(image, opts))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoSource {
+    pub registry: String,
+    /// Static sources that could not be used, and why.
+    pub skipped: Vec<String>,
+}
+
+impl std::fmt::Display for NoSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.step, self.detail)
+        write!(
+            f,
+            "no pullcred source serves registry {:?} (supported: Amazon ECR private and ECR Public hosts; Google gcr.io, *.gcr.io, <location>-docker.pkg.dev, docker.<region>.rep.pkg.dev, container.cloud.google.com; Azure Container Registry hosts and --mirror sources; --docker-config and --aws-secret keys); check the kubelet config's matchImages",
+            self.registry
+        )?;
+        if !self.skipped.is_empty() {
+            write!(f, "; and {}", self.skipped.join("; "))?;
+        }
+        Ok(())
     }
 }
 
-impl std::error::Error for SourceError {}
+impl std::error::Error for NoSource {}
 
 /// Environment facts that decide which AWS identity answers, for the cache
 /// key. Identifiers only: never the secret key or the session token.
@@ -74,72 +208,36 @@ pub const AWS_IDENTITY_ENV: [&str; 14] = [
     "AWS_ENDPOINT_URL_STS",
 ];
 
-/// Fetches a credential for `target` within `deadline`: with the pod's own
-/// identity when `workload` is given, else with the node's.
-pub fn fetch(
-    target: &Target,
-    azure: &AzureSettings,
-    workload: Option<&Workload>,
-    deadline: &Deadline,
-) -> Result<Fetched, SourceError> {
-    match target {
-        #[cfg(feature = "azure")]
-        Target::Acr(reg) => match workload {
-            Some(w) => azure::fetch_for_workload(reg, azure, w, deadline),
-            None => azure::fetch(reg, azure, deadline),
-        },
-        #[cfg(not(feature = "azure"))]
-        Target::Acr(_) => {
-            let _ = (azure, deadline, workload);
-            Err(SourceError {
-                step: "ACR".into(),
-                detail: "this pullcred was built without the `azure` feature".into(),
-            })
-        }
-        #[cfg(feature = "aws")]
-        Target::EcrPrivate(_) | Target::EcrPublic => aws::fetch(target, workload, deadline),
-        #[cfg(not(feature = "aws"))]
-        Target::EcrPrivate(_) | Target::EcrPublic => {
-            let _ = (deadline, workload);
-            Err(SourceError {
-                step: "ECR".into(),
-                detail: "this pullcred was built without the `aws` feature".into(),
-            })
-        }
-        #[cfg(feature = "gcp")]
-        Target::Google(_) => match workload {
-            Some(w) => gcp::fetch_for_workload(w, deadline),
-            None => gcp::fetch(deadline),
-        },
-        #[cfg(not(feature = "gcp"))]
-        Target::Google(_) => Err(SourceError {
-            step: "Google".into(),
-            detail: "this pullcred was built without the `gcp` feature".into(),
-        }),
-    }
+/// The set [`AWS_IDENTITY_ENV`] variables, as cache-key parts.
+pub fn aws_identity_parts() -> Vec<(&'static str, String)> {
+    AWS_IDENTITY_ENV
+        .iter()
+        .filter_map(|name| {
+            std::env::var_os(name).map(|v| (*name, v.to_string_lossy().into_owned()))
+        })
+        .collect()
 }
 
-/// ECR's `authorizationToken` is base64 of `AWS:<password>`; `expires_at` is
-/// unix seconds. Pure, so the fuzzer reaches it without the SDK.
-pub fn decode_ecr_token(token: Option<&str>, expires_at: Option<i64>) -> Result<Fetched, String> {
-    use base64::Engine;
-    let token = token.ok_or("authorizationData has no authorizationToken")?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(token.trim())
-        .map_err(|_| "authorizationToken is not base64".to_string())?;
-    let text = String::from_utf8(raw).map_err(|_| "authorizationToken is not UTF-8".to_string())?;
-    let (user, pass) = text
-        .split_once(':')
-        .ok_or("authorizationToken is not user:password")?;
-    if user.is_empty() || pass.is_empty() {
-        return Err("authorizationToken has an empty user or password".into());
+/// A cloud token's cache-key parts, in the one order every token source
+/// uses: the source, its scope (partition, registry), whose token and which
+/// identity (a pod's), the source's own facts, then the AWS identity
+/// environment.
+pub fn token_key(
+    id: &'static str,
+    scope: Vec<(&'static str, String)>,
+    workload: Option<&Workload>,
+    facts: Vec<(&'static str, String)>,
+) -> Vec<(&'static str, String)> {
+    let mut parts = vec![("source", id.to_string())];
+    parts.extend(scope);
+    // Whose token and which identity: one service account's credential is
+    // never another's entry.
+    if let Some(w) = workload {
+        parts.extend(w.cache_parts());
     }
-    let expires_at = expires_at.ok_or("authorizationData has no expiresAt")?;
-    Ok(Fetched {
-        username: user.to_string(),
-        password: Secret::new(pass),
-        expires_at,
-    })
+    parts.extend(facts);
+    parts.extend(aws_identity_parts());
+    parts
 }
 
 /// Flattens an error and its sources into one line, dropping repeats.
@@ -154,4 +252,45 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = err.source();
     }
     parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routed(image: &str, opts: &Options) -> Result<&'static str, NoSource> {
+        route(&ImageRef::parse(image).unwrap(), opts).map(|r| r.route.id())
+    }
+
+    #[test]
+    fn no_source_error_names_the_registry() {
+        let e = routed("quay.io/foo/bar", &Options::default()).unwrap_err();
+        assert!(e.to_string().contains("\"quay.io\""), "{e}");
+        assert!(!e.to_string().contains("; and "), "{e}");
+    }
+
+    /// Each host form reaches its source, whatever features are built: a
+    /// compiled-out source still routes (its fetch says what is missing).
+    #[test]
+    fn the_list_routes_every_cloud_host() {
+        let opts = Options::default();
+        for (image, id) in [
+            ("123456789012.dkr.ecr.us-west-2.amazonaws.com/app", "ecr"),
+            ("public.ecr.aws/nginx/nginx", "ecr-public"),
+            ("us-docker.pkg.dev/p/r/i", "google"),
+            ("myreg.azurecr.io/app", "acr"),
+        ] {
+            assert_eq!(routed(image, &opts), Ok(id), "{image}");
+        }
+    }
+
+    /// Static credentials win over the host's cloud source.
+    #[test]
+    fn a_secrets_manager_key_wins_over_the_cloud_source() {
+        let opts = Options {
+            aws_secrets: vec![("myreg.azurecr.io".into(), "arn:secret".into())],
+            ..Options::default()
+        };
+        assert_eq!(routed("myreg.azurecr.io/app", &opts), Ok("aws-secret"));
+    }
 }

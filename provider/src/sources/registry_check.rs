@@ -16,9 +16,13 @@ use base64::Engine;
 
 use crate::challenge;
 use crate::deadline::Deadline;
+use crate::encode::percent_encode;
 use crate::endpoint::{self, Destination, Scheme};
 use crate::http::{self, Client, Response};
+use crate::protocol::AuthConfig;
 use crate::secret::Secret;
+use crate::settings::Options;
+use crate::sources::SourceError;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -79,11 +83,7 @@ pub fn with_query(realm: &Destination, name: &str, value: &str) -> String {
 pub fn check(registry: &str, username: &str, password: &Secret, deadline: &Deadline) -> Outcome {
     let client = Client::new(deadline);
     let base = api_base(registry);
-    let basic = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD
-            .encode(format!("{username}:{}", password.expose()))
-    );
+    let basic = basic_auth(username, password);
     let first = match http::with_retries(deadline, 3, || client.get(&base, &[])) {
         Ok(r) => r,
         Err(e) => {
@@ -94,50 +94,27 @@ pub fn check(registry: &str, username: &str, password: &Secret, deadline: &Deadl
         }
     };
     log_rate_limit(&first);
-    match first.status {
-        200..=299 => return Outcome::Accepted,
-        401 => {}
-        s => {
+    let (endpoint, resp) = match asks(&first) {
+        Asks::Nothing => return Outcome::Accepted,
+        Asks::Status(s) => {
             return Outcome::Unreachable {
                 endpoint: base,
                 detail: format!("unexpected HTTP {s}"),
             };
         }
-    }
-    let challenges = first
-        .header("www-authenticate")
-        .and_then(|h| challenge::parse(h).ok())
-        .unwrap_or_default();
-    let (endpoint, resp) = if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
-        let Some(raw) = bearer.param("realm").filter(|r| !r.is_empty()) else {
-            return Outcome::Unreachable {
-                endpoint: base,
-                detail: "Bearer challenge without a usable realm".into(),
-            };
-        };
-        let realm = match credential_realm(&base, raw) {
-            Ok(r) => r,
-            Err(detail) => {
-                return Outcome::Rejected {
-                    endpoint: base,
-                    detail,
-                };
+        Asks::Bearer { realm, service } => {
+            match bearer(&client, &base, realm, service, &basic, deadline) {
+                Ok(answer) => answer,
+                Err(outcome) => return outcome,
             }
-        };
-        let url = match bearer.param("service") {
-            Some(service) => with_query(&realm, "service", service),
-            None => realm.url(),
-        };
-        let r = http::with_retries(deadline, 3, || {
-            client.get(&url, &[("Authorization", basic.as_str())])
-        });
-        (realm.url(), r)
-    } else {
+        }
         // Basic, or an unnamed scheme: try Basic on /v2/ itself.
-        let r = http::with_retries(deadline, 3, || {
-            client.get(&base, &[("Authorization", basic.as_str())])
-        });
-        (base.clone(), r)
+        Asks::Basic => {
+            let r = http::with_retries(deadline, 3, || {
+                client.get(&base, &[("Authorization", basic.as_str())])
+            });
+            (base.clone(), r)
+        }
     };
     match resp {
         Err(e) => Outcome::Unreachable {
@@ -164,6 +141,81 @@ pub fn check(registry: &str, username: &str, password: &Secret, deadline: &Deadl
     }
 }
 
+/// The token service a Bearer challenge names, asked with Basic auth.
+fn bearer(
+    client: &Client,
+    base: &str,
+    realm: Option<String>,
+    service: Option<String>,
+    basic: &str,
+    deadline: &Deadline,
+) -> Result<(String, Result<Response, http::HttpError>), Outcome> {
+    let Some(raw) = realm.filter(|r| !r.is_empty()) else {
+        return Err(Outcome::Unreachable {
+            endpoint: base.to_string(),
+            detail: "Bearer challenge without a usable realm".into(),
+        });
+    };
+    let realm = credential_realm(base, &raw).map_err(|detail| Outcome::Rejected {
+        endpoint: base.to_string(),
+        detail,
+    })?;
+    let url = match service {
+        Some(service) => with_query(&realm, "service", &service),
+        None => realm.url(),
+    };
+    let r = http::with_retries(deadline, 3, || {
+        client.get(&url, &[("Authorization", basic)])
+    });
+    Ok((realm.url(), r))
+}
+
+/// `Basic base64(user:password)`, for an `Authorization` header.
+pub fn basic_auth(username: &str, password: &Secret) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{username}:{}", password.expose()))
+    )
+}
+
+/// What a registry's answer to `GET /v2/` asks of a client: the first step
+/// of the registry v2 auth walk, shared by the check and `doctor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Asks {
+    /// 2xx: nothing.
+    Nothing,
+    /// 401 with a Bearer challenge: a token from `realm` (as sent,
+    /// unchecked) for `service`.
+    Bearer {
+        realm: Option<String>,
+        service: Option<String>,
+    },
+    /// 401 with Basic or an unnamed scheme: Basic auth on `/v2/` itself.
+    Basic,
+    /// Any other status.
+    Status(u16),
+}
+
+pub fn asks(first: &Response) -> Asks {
+    match first.status {
+        200..=299 => return Asks::Nothing,
+        401 => {}
+        s => return Asks::Status(s),
+    }
+    let challenges = first
+        .header("www-authenticate")
+        .and_then(|h| challenge::parse(h).ok())
+        .unwrap_or_default();
+    match challenges.iter().find(|c| c.scheme == "bearer") {
+        Some(b) => Asks::Bearer {
+            realm: b.param("realm").map(str::to_string),
+            service: b.param("service").map(str::to_string),
+        },
+        None => Asks::Basic,
+    }
+}
+
 /// Docker Hub's `ratelimit-remaining: 96;w=21600` and friends.
 fn log_rate_limit(r: &Response) {
     if let Some(rem) = r.header("ratelimit-remaining") {
@@ -176,16 +228,32 @@ fn log_rate_limit(r: &Response) {
     }
 }
 
-pub fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// The registry check for static credentials from `origin`: a rejection
+/// fails the fetch; an unreachable registry serves them, with a warning.
+pub fn verify(
+    key: &str,
+    creds: &AuthConfig,
+    origin: &str,
+    opts: &Options,
+    deadline: &Deadline,
+) -> Result<(), SourceError> {
+    if !opts.registry_check {
+        return Ok(());
+    }
+    let registry = key.split('/').next().unwrap_or(key);
+    match check(registry, &creds.username, &creds.password, deadline) {
+        Outcome::Accepted => Ok(()),
+        Outcome::Rejected { endpoint, detail } => Err(SourceError::new(
+            format!("checking the credentials for {key} from {origin} at {endpoint}"),
+            detail,
+        )),
+        Outcome::Unreachable { endpoint, detail } => {
+            tracing::warn!(
+                "could not check the credentials for {key} from {origin} at {endpoint}: {detail}; serving them unchecked"
+            );
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

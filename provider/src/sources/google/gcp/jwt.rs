@@ -7,11 +7,11 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde::Deserialize;
 
-use super::super::SourceError;
 use super::{parse_token_response, post_ok};
 use crate::deadline::Deadline;
 use crate::http::Client;
 use crate::secret::Secret;
+use crate::sources::SourceError;
 
 pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -122,11 +122,10 @@ impl ServiceAccountKey {
             "google token endpoint ({}) for service account {}",
             self.token_uri, self.client_email
         );
-        let now = crate::run::now_unix();
-        let assertion = self.assertion(scopes, now).map_err(|detail| SourceError {
-            step: step.clone(),
-            detail,
-        })?;
+        let now = crate::time::now_unix();
+        let assertion = self
+            .assertion(scopes, now)
+            .map_err(|detail| SourceError::new(step.clone(), detail))?;
         tracing::debug!(token_uri = %self.token_uri, "exchanging a service account JWT");
         let client = Client::new(deadline);
         let resp = post_ok(deadline, &step, || {
@@ -139,8 +138,8 @@ impl ServiceAccountKey {
                 ],
             )
         })?;
-        parse_token_response(&resp.body, crate::run::now_unix())
-            .map_err(|detail| SourceError { step, detail })
+        parse_token_response(&resp.body, crate::time::now_unix())
+            .map_err(|detail| SourceError::new(step, detail))
     }
 }
 

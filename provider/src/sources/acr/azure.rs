@@ -37,14 +37,16 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{AzureSettings, Fetched, SourceError};
+use super::{AZURE_TENANT_ANNOTATION, AcrRegistry, AzureClient, parse_acr_host};
 use crate::deadline::Deadline;
+use crate::encode::percent_encode;
 use crate::endpoint::{self, Destination, Scheme};
-use crate::http::{self, Client, HttpError, HttpErrorKind, Response};
+use crate::http::{self, Client, HttpErrorKind, Response};
 use crate::private_file::{self, Limits};
-use crate::registry::{AcrRegistry, parse_acr_host};
 use crate::secret::Secret;
-use crate::workload::{AZURE_TENANT_ANNOTATION, Identity, Workload};
+use crate::settings::AzureSettings;
+use crate::sources::{Fetched, SourceError};
+use crate::workload::Workload;
 use config::{AzureJson, Credential, UserAssigned};
 
 /// The resource (IMDS) and scope (Entra v2) of ACR's data plane.
@@ -119,28 +121,22 @@ pub fn fetch_for_workload(
     w: &Workload,
     deadline: &Deadline,
 ) -> Result<Fetched, SourceError> {
-    let Identity::Azure { client_id, tenant } = &w.identity else {
-        return Err(SourceError {
-            step: "ACR".into(),
-            detail: format!("{} names no Azure client", w.account),
-        });
+    let Some(AzureClient { client_id, tenant }) = w.identity.as_any().downcast_ref::<AzureClient>()
+    else {
+        return Err(SourceError::new(
+            "ACR",
+            format!("{} names no Azure client", w.account),
+        ));
     };
     let step = || format!("choosing the Azure identity of {}", w.account);
     let json = read_config(settings)?;
     let env = |k: &str| std::env::var(k).ok();
     let (authority, node_tenant) =
-        config::authority_and_tenant(&env, json.as_ref().map(|(p, j)| (p.as_path(), j))).map_err(
-            |detail| SourceError {
-                step: step(),
-                detail,
-            },
-        )?;
-    let tenant = tenant.clone().or(node_tenant).ok_or_else(|| SourceError {
-        step: step(),
-        detail: format!(
+        config::authority_and_tenant(&env, json.as_ref().map(|(p, j)| (p.as_path(), j)))
+            .map_err(|detail| SourceError::new(step(), detail))?;
+    let tenant = tenant.clone().or(node_tenant).ok_or_else(|| SourceError::new(step(), format!(
             "no tenant: annotate the service account with {AZURE_TENANT_ANNOTATION}, or configure the node's (AZURE_TENANT_ID, azure.json tenantId)"
-        ),
-    })?;
+        )))?;
     let identity = config::Identity {
         credential: Credential::ServiceAccount {
             tenant: tenant.clone(),
@@ -185,7 +181,7 @@ fn fetch_as(
                 reg.login_server,
                 FALLBACK_LIFE_SECS / 3600
             );
-            crate::run::now_unix() + FALLBACK_LIFE_SECS
+            crate::time::now_unix() + FALLBACK_LIFE_SECS
         }
     };
     Ok(Fetched {
@@ -212,12 +208,8 @@ fn config_path(settings: &AzureSettings) -> Option<PathBuf> {
 fn identity(settings: &AzureSettings) -> Result<config::Identity, SourceError> {
     let json = read_config(settings)?;
     let env = |k: &str| std::env::var(k).ok();
-    config::resolve(&env, json.as_ref().map(|(p, j)| (p.as_path(), j))).map_err(|detail| {
-        SourceError {
-            step: "choosing the Azure identity".into(),
-            detail,
-        }
-    })
+    config::resolve(&env, json.as_ref().map(|(p, j)| (p.as_path(), j)))
+        .map_err(|detail| SourceError::new("choosing the Azure identity", detail))
 }
 
 /// azure.json, when one applies: its path and content.
@@ -225,14 +217,9 @@ fn read_config(settings: &AzureSettings) -> Result<Option<(PathBuf, AzureJson)>,
     Ok(match config_path(settings) {
         Some(path) => {
             let step = || format!("reading the Azure config {}", path.display());
-            let bytes = read_private(&path).map_err(|detail| SourceError {
-                step: step(),
-                detail,
-            })?;
-            let parsed = AzureJson::parse(&bytes).map_err(|detail| SourceError {
-                step: step(),
-                detail,
-            })?;
+            let bytes = read_private(&path).map_err(|detail| SourceError::new(step(), detail))?;
+            let parsed =
+                AzureJson::parse(&bytes).map_err(|detail| SourceError::new(step(), detail))?;
             Some((path, parsed))
         }
         None => None,
@@ -275,12 +262,13 @@ fn entra_token(
             tenant, client_id, ..
         } => (tenant, client_id),
     };
-    let url = format!("{}/{}/oauth2/v2.0/token", identity.authority, pct(tenant));
+    let url = format!(
+        "{}/{}/oauth2/v2.0/token",
+        identity.authority,
+        percent_encode(tenant)
+    );
     let step = format!("Entra token for {} ({url})", identity.describe());
-    let fail = |detail: String| SourceError {
-        step: step.clone(),
-        detail,
-    };
+    let fail = SourceError::at(&step);
     const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
     let assertion: Secret;
     let mut form: Vec<(&str, &str)> = vec![
@@ -291,33 +279,31 @@ fn entra_token(
     match &identity.credential {
         Credential::Secret { secret, .. } => form.push(("client_secret", secret.expose())),
         Credential::Workload { token_file, .. } => {
-            let bytes = read_limited(token_file).map_err(|e| SourceError {
-                step: format!("reading the federated token file {}", token_file.display()),
-                detail: e,
+            let bytes = read_limited(token_file).map_err(|e| {
+                SourceError::new(
+                    format!("reading the federated token file {}", token_file.display()),
+                    e,
+                )
             })?;
             assertion = Secret::new(String::from_utf8_lossy(&bytes).trim());
             if assertion.is_empty() {
-                return Err(SourceError {
-                    step: format!("reading the federated token file {}", token_file.display()),
-                    detail: "the file is empty".into(),
-                });
+                return Err(SourceError::new(
+                    format!("reading the federated token file {}", token_file.display()),
+                    "the file is empty",
+                ));
             }
             form.push(("client_assertion_type", JWT_BEARER));
             form.push(("client_assertion", assertion.expose()));
         }
         Credential::Certificate { pem_file, .. } => {
             let read_step = format!("reading the client certificate {}", pem_file.display());
-            let pem = read_private(pem_file).map_err(|detail| SourceError {
-                step: read_step.clone(),
-                detail,
-            })?;
-            let key = jwt::CertificateKey::from_pem(&pem).map_err(|detail| SourceError {
-                step: read_step.clone(),
-                detail,
-            })?;
+            let pem = read_private(pem_file)
+                .map_err(|detail| SourceError::new(read_step.clone(), detail))?;
+            let key = jwt::CertificateKey::from_pem(&pem)
+                .map_err(|detail| SourceError::new(read_step.clone(), detail))?;
             tracing::debug!(x5t = key.thumbprint(), "signing a client assertion");
             assertion = Secret::new(
-                key.assertion(client_id, &url, crate::run::now_unix())
+                key.assertion(client_id, &url, crate::time::now_unix())
                     .map_err(|e| fail(e.to_string()))?,
             );
             form.push(("client_assertion_type", JWT_BEARER));
@@ -330,13 +316,16 @@ fn entra_token(
         Credential::ManagedIdentity(_) => unreachable!("handled above"),
     }
     let resp = http::with_retries(deadline, ATTEMPTS, || client.post_form(&url, &[], &form))
-        .map_err(|e| fail(http_detail(&e, deadline)))?;
-    if matches!(identity.credential, Credential::ServiceAccount { .. })
-        && crate::workload::is_refusal_status(resp.status)
+        .map_err(|e| fail(http::describe_error(&e, deadline)))?;
+    // Entra refusing the pod's token is an answer, not an outage.
+    let kind = if matches!(identity.credential, Credential::ServiceAccount { .. })
+        && crate::error::is_refusal_status(resp.status)
     {
-        crate::workload::mark_refused();
-    }
-    access_token(&resp).map_err(fail)
+        crate::error::Kind::Refused
+    } else {
+        crate::error::Kind::Unavailable
+    };
+    access_token(&resp).map_err(|d| fail(d).with_kind(kind))
 }
 
 /// IMDS is asked directly, never through a proxy: a proxy must not see, or
@@ -350,29 +339,26 @@ fn imds_token(deadline: &Deadline, id: Option<&UserAssigned>) -> Result<Secret, 
     let base = base.trim_end_matches('/');
     let mut url = format!(
         "{base}/metadata/identity/oauth2/token?api-version=2018-02-01&resource={}",
-        pct(ACR_RESOURCE)
+        percent_encode(ACR_RESOURCE)
     );
     let who = match id {
         None => "the system-assigned managed identity".to_string(),
         Some(UserAssigned::ClientId(c)) => {
-            url.push_str(&format!("&client_id={}", pct(c)));
+            url.push_str(&format!("&client_id={}", percent_encode(c)));
             format!("managed identity {c} (client ID)")
         }
         Some(UserAssigned::ResourceId(r)) => {
-            url.push_str(&format!("&msi_res_id={}", pct(r)));
+            url.push_str(&format!("&msi_res_id={}", percent_encode(r)));
             format!("managed identity {r}")
         }
     };
     let step = format!("Entra token from IMDS for {who} ({base})");
-    let fail = |detail: String| SourceError {
-        step: step.clone(),
-        detail,
-    };
+    let fail = SourceError::at(&step);
     let resp = http::with_retries(deadline, ATTEMPTS, || {
         client.get(&url, &[("Metadata", "true")])
     })
     .map_err(|e| {
-        let mut d = http_detail(&e, deadline);
+        let mut d = http::describe_error(&e, deadline);
         if matches!(e.kind, HttpErrorKind::Connect | HttpErrorKind::Timeout | HttpErrorKind::Dns) {
             d.push_str(" (is this an Azure VM with a managed identity? otherwise configure workload identity, a service principal or azure.json)");
         }
@@ -383,7 +369,7 @@ fn imds_token(deadline: &Deadline, id: Option<&UserAssigned>) -> Result<Secret, 
 
 fn access_token(resp: &Response) -> Result<Secret, String> {
     if !resp.is_success() {
-        return Err(status_detail(resp));
+        return Err(http::status_detail(resp));
     }
     #[derive(serde::Deserialize)]
     struct Token {
@@ -411,10 +397,8 @@ struct Endpoints(Vec<(String, String)>);
 impl Endpoints {
     fn from_env() -> Result<Endpoints, SourceError> {
         let raw = std::env::var("PULLCRED_ACR_ENDPOINTS").unwrap_or_default();
-        Endpoints::parse(&raw).map_err(|detail| SourceError {
-            step: "reading PULLCRED_ACR_ENDPOINTS".into(),
-            detail,
-        })
+        Endpoints::parse(&raw)
+            .map_err(|detail| SourceError::new("reading PULLCRED_ACR_ENDPOINTS", detail))
     }
 
     /// Each URL receives Entra tokens: https, or http to loopback only
@@ -463,16 +447,13 @@ fn challenge(
 ) -> Result<challenge::Bearer, SourceError> {
     let url = format!("{}/v2/", endpoints.base(login_server));
     let step = format!("ACR challenge ({url})");
-    let fail = |detail: String| SourceError {
-        step: step.clone(),
-        detail,
-    };
+    let fail = SourceError::at(&step);
     let resp = http::with_retries(deadline, ATTEMPTS, || client.get(&url, &[]))
-        .map_err(|e| fail(http_detail(&e, deadline)))?;
+        .map_err(|e| fail(http::describe_error(&e, deadline)))?;
     if resp.status != 401 {
         return Err(fail(format!(
             "expected HTTP 401 with a Bearer challenge, got {}",
-            status_detail(&resp)
+            http::status_detail(&resp)
         )));
     }
     let header = resp
@@ -527,7 +508,7 @@ fn acr_realm(login_server: &str, realm: &str) -> Result<Destination, String> {
 /// The token service URL of an ACR challenge's realm as pullcred reaches it
 /// (`PULLCRED_ACR_ENDPOINTS` applied), under the exchange's rule, for
 /// `pullcred doctor`.
-pub fn realm_url(login_server: &str, realm: &str) -> Result<String, String> {
+pub fn realm_url(login_server: &str, _registry_api: &str, realm: &str) -> Result<String, String> {
     let endpoints = Endpoints::from_env().map_err(|e| e.to_string())?;
     let r = acr_realm(login_server, realm)?;
     let url = format!("{}{}", endpoints.base(&r.authority()), r.path_and_query);
@@ -543,16 +524,10 @@ fn exchange(
     tenant: Option<&str>,
     access: &Secret,
 ) -> Result<Secret, SourceError> {
-    let url =
-        exchange_url(endpoints, login_server, &bearer.realm).map_err(|detail| SourceError {
-            step: format!("ACR challenge ({login_server})"),
-            detail,
-        })?;
+    let url = exchange_url(endpoints, login_server, &bearer.realm)
+        .map_err(|detail| SourceError::new(format!("ACR challenge ({login_server})"), detail))?;
     let step = format!("ACR token exchange ({url})");
-    let fail = |detail: String| SourceError {
-        step: step.clone(),
-        detail,
-    };
+    let fail = SourceError::at(&step);
     let mut form = vec![
         ("grant_type", "access_token"),
         ("service", bearer.service.as_str()),
@@ -562,9 +537,9 @@ fn exchange(
         form.push(("tenant", t));
     }
     let resp = http::with_retries(deadline, ATTEMPTS, || client.post_form(&url, &[], &form))
-        .map_err(|e| fail(http_detail(&e, deadline)))?;
+        .map_err(|e| fail(http::describe_error(&e, deadline)))?;
     if !resp.is_success() {
-        return Err(fail(status_detail(&resp)));
+        return Err(fail(http::status_detail(&resp)));
     }
     #[derive(serde::Deserialize)]
     struct Exchanged {
@@ -580,60 +555,6 @@ fn exchange(
 
 // ---------------------------------------------------------------------------
 // helpers
-
-fn http_detail(e: &HttpError, deadline: &Deadline) -> String {
-    if e.kind == HttpErrorKind::Timeout {
-        format!(
-            "timed out: no answer within the {}s deadline (--timeout)",
-            deadline.budget().as_secs_f32()
-        )
-    } else {
-        e.to_string()
-    }
-}
-
-/// `HTTP 401: invalid_client: AADSTS7000215: ...` from an OAuth error
-/// (`error`, `error_description`) or an ACR error list (`errors[].code`,
-/// `message`); the body itself is never echoed.
-fn status_detail(resp: &Response) -> String {
-    let mut out = format!("HTTP {}", resp.status);
-    let v: serde_json::Value = match serde_json::from_slice(&resp.body) {
-        Ok(v) => v,
-        Err(_) => return out,
-    };
-    let mut parts: Vec<String> = Vec::new();
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-    if let Some(e) = s("error") {
-        parts.push(e);
-    }
-    if let Some(d) = s("error_description") {
-        parts.push(d.lines().next().unwrap_or("").to_string());
-    }
-    if let Some(errs) = v.get("errors").and_then(|e| e.as_array()) {
-        for e in errs.iter().take(2) {
-            let f = |k: &str| e.get(k).and_then(|x| x.as_str()).unwrap_or("");
-            parts.push(format!("{}: {}", f("code"), f("message")));
-        }
-    }
-    for p in parts.iter().filter(|p| !p.is_empty()) {
-        out.push_str(": ");
-        out.push_str(&p.chars().take(300).collect::<String>());
-    }
-    out
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn pct(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {
@@ -751,21 +672,21 @@ mod tests {
             body: body.as_bytes().to_vec(),
         };
         assert_eq!(
-            status_detail(&r(
+            http::status_detail(&r(
                 401,
                 r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1"}"#
             )),
             "HTTP 401: invalid_client: AADSTS7000215: Invalid client secret provided."
         );
         assert_eq!(
-            status_detail(&r(
+            http::status_detail(&r(
                 401,
                 r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
             )),
             "HTTP 401: UNAUTHORIZED: authentication required"
         );
         assert_eq!(
-            status_detail(&r(404, "<html>secret-ish</html>")),
+            http::status_detail(&r(404, "<html>secret-ish</html>")),
             "HTTP 404"
         );
     }
@@ -773,9 +694,12 @@ mod tests {
     #[test]
     fn percent_encoding() {
         assert_eq!(
-            pct("https://containerregistry.azure.net"),
+            percent_encode("https://containerregistry.azure.net"),
             "https%3A%2F%2Fcontainerregistry.azure.net"
         );
-        assert_eq!(pct("/subscriptions/a b"), "%2Fsubscriptions%2Fa%20b");
+        assert_eq!(
+            percent_encode("/subscriptions/a b"),
+            "%2Fsubscriptions%2Fa%20b"
+        );
     }
 }

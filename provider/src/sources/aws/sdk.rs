@@ -45,12 +45,13 @@ use aws_types::service_config::ServiceConfigKey;
 
 use aws_sdk_ecr::config::Credentials;
 
-use super::{Fetched, SourceError, error_chain};
+use super::{AwsRole, EcrRegistry};
 use crate::deadline::Deadline;
+use crate::error::{Detail, Kind};
 use crate::proxy::{self, ProxyUrl};
-use crate::registry::{EcrRegistry, Target};
 use crate::secret::Secret;
-use crate::workload::{Identity, Workload};
+use crate::sources::{Fetched, SourceError, error_chain};
+use crate::workload::Workload;
 
 /// ECR Public's API lives in us-east-1 only.
 const ECR_PUBLIC_REGION: &str = "us-east-1";
@@ -58,51 +59,38 @@ const ECR_PUBLIC_REGION: &str = "us-east-1";
 /// Fetches an ECR token, with the node's credentials or, for a pod's
 /// service account, with a role assumed by `AssumeRoleWithWebIdentity`.
 pub fn fetch(
-    target: &Target,
+    registry: Option<&EcrRegistry>,
     workload: Option<&Workload>,
     deadline: &Deadline,
 ) -> Result<Fetched, SourceError> {
-    let web = match workload.map(|w| (w, &w.identity)) {
-        Some((
-            w,
-            Identity::Aws {
-                role_arn,
-                session_name,
-                ..
-            },
-        )) => Some(WebIdentity {
-            account: w.account.to_string(),
-            subject: format!(
-                "system:serviceaccount:{}:{}",
-                w.account.namespace, w.account.name
-            ),
-            role_arn,
-            session_name,
-            token: &w.token,
-        }),
-        Some((w, _)) => {
-            return Err(SourceError {
-                step: "ECR".into(),
-                detail: format!("{} names no AWS role", w.account),
-            });
+    let web = match workload {
+        Some(w) => {
+            let Some(role) = w.identity.as_any().downcast_ref::<AwsRole>() else {
+                return Err(SourceError::new(
+                    "ECR",
+                    format!("{} names no AWS role", w.account),
+                ));
+            };
+            Some(WebIdentity {
+                account: w.account.to_string(),
+                subject: format!(
+                    "system:serviceaccount:{}:{}",
+                    w.account.namespace, w.account.name
+                ),
+                role_arn: &role.role_arn,
+                session_name: &role.session_name,
+                token: &w.token,
+            })
         }
         None => None,
     };
-    let step = match target {
-        Target::EcrPrivate(r) => private_step(r),
-        Target::EcrPublic => {
-            format!("ecr-public GetAuthorizationToken (region {ECR_PUBLIC_REGION})")
-        }
-        other => {
-            return Err(SourceError {
-                step: "ECR".into(),
-                detail: format!("{} is not an ECR registry", other.source()),
-            });
-        }
+    let step = match registry {
+        Some(r) => private_step(r),
+        None => format!("ecr-public GetAuthorizationToken (region {ECR_PUBLIC_REGION})"),
     };
-    let region = match target {
-        Target::EcrPrivate(r) => r.region.as_str(),
-        _ => ECR_PUBLIC_REGION,
+    let region = match registry {
+        Some(r) => r.region.as_str(),
+        None => ECR_PUBLIC_REGION,
     };
     let creds = match &web {
         Some(w) => {
@@ -110,7 +98,7 @@ pub fn fetch(
                 "sts AssumeRoleWithWebIdentity for {} (role {}, session {}, region {region})",
                 w.account, w.role_arn, w.session_name
             );
-            let fips = matches!(target, Target::EcrPrivate(r) if r.fips);
+            let fips = registry.is_some_and(|r| r.fips);
             Some(block_on(
                 sts_step,
                 deadline,
@@ -122,7 +110,7 @@ pub fn fetch(
     let mut fetched = block_on(
         step,
         deadline,
-        fetch_async(target, creds.as_ref(), deadline),
+        fetch_async(registry, creds.as_ref(), deadline),
     )?;
     // The ECR token is not used past the session that signed for it.
     if let Some(exp) = creds.as_ref().and_then(|c| c.expiry()) {
@@ -151,7 +139,7 @@ async fn assume_role(
     region: &str,
     fips: bool,
     deadline: &Deadline,
-) -> Result<Credentials, String> {
+) -> Result<Credentials, Detail> {
     let conf = sdk_config(Some(region), deadline).await;
     let mut b = aws_sdk_sts::config::Builder::from(&conf);
     if fips && !has_custom_endpoint(&conf, "STS") {
@@ -170,12 +158,14 @@ async fn assume_role(
         .map_err(|e| {
             let mut d = describe(&e);
             let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
-            if matches!(
+            let kind = if matches!(
                 code,
                 "AccessDenied" | "InvalidIdentityToken" | "ExpiredTokenException" | "IDPRejectedClaim"
             ) {
-                crate::workload::mark_refused();
-            }
+                Kind::Refused
+            } else {
+                Kind::Unavailable
+            };
             if code == "AccessDenied" {
                 d.push_str(&format!(
                     "; the role's trust policy must allow sts:AssumeRoleWithWebIdentity from the cluster's OIDC provider for sub {} and the token's audience",
@@ -184,7 +174,7 @@ async fn assume_role(
             } else if code == "InvalidIdentityToken" {
                 d.push_str("; is the cluster's OIDC issuer registered as an IAM identity provider, and the kubelet's tokenAttributes audience one it accepts (sts.amazonaws.com)?");
             }
-            d
+            Detail { kind, text: d }
         })?;
     let c = out
         .credentials()
@@ -261,15 +251,12 @@ fn parse_registry_secret(text: &str) -> Result<(String, Secret), String> {
 
 /// Runs one SDK call on a current-thread runtime built for it, bounded by the
 /// deadline. Only a cache miss gets here.
-fn block_on<T>(
+fn block_on<T, E: Into<Detail>>(
     step: String,
     deadline: &Deadline,
-    work: impl std::future::Future<Output = Result<T, String>>,
+    work: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, SourceError> {
-    let fail = |detail: String| SourceError {
-        step: step.clone(),
-        detail,
-    };
+    let fail = SourceError::at(&step);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -277,11 +264,8 @@ fn block_on<T>(
     let budget = deadline.remaining();
     let result = rt.block_on(async {
         match tokio::time::timeout(budget, work).await {
-            Ok(r) => r.map_err(fail),
-            Err(_) => Err(fail(format!(
-                "timed out: no answer within the {}s deadline (--timeout)",
-                deadline.budget().as_secs_f32()
-            ))),
+            Ok(r) => r.map_err(|e| e.into().at(&step)),
+            Err(_) => Err(fail(deadline.timed_out())),
         }
     });
     // Do not wait for stuck DNS lookups or idle connections.
@@ -301,12 +285,12 @@ fn private_step(r: &EcrRegistry) -> String {
 }
 
 async fn fetch_async(
-    target: &Target,
+    registry: Option<&EcrRegistry>,
     creds: Option<&Credentials>,
     deadline: &Deadline,
 ) -> Result<Fetched, String> {
-    match target {
-        Target::EcrPrivate(reg) => {
+    match registry {
+        Some(reg) => {
             let conf = sdk_config(Some(&reg.region), deadline).await;
             let mut b = aws_sdk_ecr::config::Builder::from(&conf);
             if let Some(c) = creds {
@@ -339,7 +323,7 @@ async fn fetch_async(
                 data.expires_at().map(DateTime::secs),
             )
         }
-        Target::EcrPublic => {
+        None => {
             let conf = sdk_config(Some(ECR_PUBLIC_REGION), deadline).await;
             let mut b = aws_sdk_ecrpublic::config::Builder::from(&conf);
             if let Some(c) = creds {
@@ -362,7 +346,6 @@ async fn fetch_async(
                 data.expires_at().map(DateTime::secs),
             )
         }
-        other => Err(format!("{} is not an ECR registry", other.source())),
     }
 }
 
@@ -697,7 +680,7 @@ mod tests {
     fn fips_and_dual_stack_hosts_resolve_to_matching_api_endpoints() {
         use aws_sdk_ecr::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
         let resolve = |host: &str| {
-            let r = crate::registry::parse_ecr_host(host).unwrap();
+            let r = crate::sources::aws::parse_ecr_host(host).unwrap();
             let params = Params::builder()
                 .region(r.region.clone())
                 .use_fips(r.fips)
@@ -782,7 +765,7 @@ mod tests {
         assert!(!e.contains("secret-text"));
     }
 
-    use crate::sources::decode_ecr_token as decode;
+    use crate::sources::aws::decode_ecr_token as decode;
     use base64::Engine;
 
     #[test]

@@ -10,15 +10,15 @@
 //! [`super::sigv4`]). `executable` sources are refused: running programs
 //! named in a file is not something a kubelet plugin should do.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 
-use super::super::SourceError;
-use super::{describe_http, describe_status, parse_rfc3339, parse_token_response, post_ok, sigv4};
+pub use super::credential_source::{CredentialSource, Format};
+use super::{parse_token_response, post_ok, sigv4};
 use crate::deadline::Deadline;
 use crate::http::{self, Client};
 use crate::secret::Secret;
+use crate::sources::SourceError;
+use crate::time::parse_rfc3339;
 
 pub const DEFAULT_STS_URL: &str = "https://sts.googleapis.com/v1/token";
 pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -44,38 +44,6 @@ pub struct ExternalAccount {
 pub struct ImpersonationOptions {
     #[serde(default)]
     pub token_lifetime_seconds: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct CredentialSource {
-    #[serde(default)]
-    pub file: Option<String>,
-    /// The subject token URL, or for `aws1` the security-credentials URL.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Values are not printed: they may carry a bearer token.
-    #[serde(default)]
-    pub headers: Option<BTreeMap<String, Secret>>,
-    #[serde(default)]
-    pub format: Option<Format>,
-    #[serde(default)]
-    pub environment_id: Option<String>,
-    #[serde(default)]
-    pub region_url: Option<String>,
-    #[serde(default)]
-    pub regional_cred_verification_url: Option<String>,
-    #[serde(default)]
-    pub imdsv2_session_token_url: Option<String>,
-    #[serde(default)]
-    pub executable: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Format {
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default)]
-    pub subject_token_field_name: Option<String>,
 }
 
 /// Where the subject token comes from, checked once at parse time.
@@ -237,11 +205,8 @@ impl ExternalAccount {
         let resp = post_ok(deadline, &sts_step, || {
             client.post_form(self.sts_url(), &[], &form)
         })?;
-        let (federated, expires_at) = parse_token_response(&resp.body, crate::run::now_unix())
-            .map_err(|detail| SourceError {
-                step: sts_step.clone(),
-                detail,
-            })?;
+        let (federated, expires_at) = parse_token_response(&resp.body, crate::time::now_unix())
+            .map_err(|detail| SourceError::new(sts_step.clone(), detail))?;
         match &self.service_account_impersonation_url {
             None => Ok((federated, expires_at)),
             Some(url) => self.impersonate(url, &federated, scopes, deadline),
@@ -256,10 +221,7 @@ impl ExternalAccount {
         deadline: &Deadline,
     ) -> Result<(Secret, i64), SourceError> {
         let step = format!("google service account impersonation ({url})");
-        let fail = |detail: String| SourceError {
-            step: step.clone(),
-            detail,
-        };
+        let fail = SourceError::at(&step);
         let lifetime = self
             .service_account_impersonation
             .as_ref()
@@ -277,26 +239,19 @@ impl ExternalAccount {
     }
 
     fn subject_token(&self, deadline: &Deadline) -> Result<Secret, SourceError> {
-        let source = self.source().map_err(|detail| SourceError {
-            step: "google external account".into(),
-            detail,
-        })?;
+        let source = self
+            .source()
+            .map_err(|detail| SourceError::new("google external account", detail))?;
         match source {
             Source::File(path) => {
                 let step = format!("google subject token file ({path})");
-                let fail = |detail: String| SourceError {
-                    step: step.clone(),
-                    detail,
-                };
+                let fail = SourceError::at(&step);
                 let bytes = super::read_limited(std::path::Path::new(path)).map_err(fail)?;
                 self.extract(&bytes).map_err(fail)
             }
             Source::Url(url) => {
                 let step = format!("google subject token URL ({url})");
-                let fail = |detail: String| SourceError {
-                    step: step.clone(),
-                    detail,
-                };
+                let fail = SourceError::at(&step);
                 let headers: Vec<(&str, &str)> = self
                     .credential_source
                     .headers
@@ -306,9 +261,9 @@ impl ExternalAccount {
                     .collect();
                 let client = Client::new(deadline);
                 let resp = http::with_retries(deadline, 3, || client.get(url, &headers))
-                    .map_err(|e| fail(describe_http(&e, deadline)))?;
+                    .map_err(|e| fail(http::describe_error(&e, deadline)))?;
                 if !resp.is_success() {
-                    return Err(fail(describe_status(&resp)));
+                    return Err(fail(http::status_detail(&resp)));
                 }
                 self.extract(&resp.body).map_err(fail)
             }

@@ -19,12 +19,13 @@ use ring::hmac;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::super::SourceError;
-use super::external::CredentialSource;
-use super::{amz_dates, describe_http, describe_status, hex, percent_encode};
+use super::credential_source::CredentialSource;
 use crate::deadline::Deadline;
+use crate::encode::{hex, percent_encode};
 use crate::http::{self, Client};
 use crate::secret::Secret;
+use crate::sources::SourceError;
+use crate::time::amz_dates;
 
 pub struct AwsCredentials {
     pub access_key_id: String,
@@ -141,10 +142,11 @@ pub fn aws_subject_token(
                 .region_url
                 .as_deref()
                 .filter(|u| !u.is_empty())
-                .ok_or_else(|| SourceError {
-                    step: "AWS region for google workload identity federation".into(),
-                    detail: "AWS_REGION is not set and the credential_source has no region_url"
-                        .into(),
+                .ok_or_else(|| {
+                    SourceError::new(
+                        "AWS region for google workload identity federation",
+                        "AWS_REGION is not set and the credential_source has no region_url",
+                    )
                 })?;
             let zone = imds.get(url, "AWS region for google workload identity federation")?;
             let zone = zone.expose().trim();
@@ -152,10 +154,10 @@ pub fn aws_subject_token(
             let mut r = zone.to_string();
             r.pop();
             if r.is_empty() {
-                return Err(SourceError {
-                    step: format!("AWS region for google workload identity federation ({url})"),
-                    detail: "empty availability zone".into(),
-                });
+                return Err(SourceError::new(
+                    format!("AWS region for google workload identity federation ({url})"),
+                    "empty availability zone",
+                ));
             }
             r
         }
@@ -182,12 +184,13 @@ pub fn aws_subject_token(
         "sts",
         &creds,
         &[("x-goog-cloud-target-resource", audience)],
-        crate::run::now_unix(),
+        crate::time::now_unix(),
     )
-    .map_err(|detail| SourceError {
-        step: "signing the AWS GetCallerIdentity request for google workload identity federation"
-            .into(),
-        detail,
+    .map_err(|detail| {
+        SourceError::new(
+            "signing the AWS GetCallerIdentity request for google workload identity federation",
+            detail,
+        )
     })?;
     tracing::debug!(region = %region, "signed an AWS GetCallerIdentity request as the subject token");
     Ok(serialize(&signed))
@@ -239,15 +242,9 @@ impl<'a> Imds<'a> {
                     &[("X-aws-ec2-metadata-token-ttl-seconds", "300")],
                 )
             })
-            .map_err(|e| SourceError {
-                step: step.clone(),
-                detail: describe_http(&e, self.deadline),
-            })?;
+            .map_err(|e| SourceError::new(step.clone(), http::describe_error(&e, self.deadline)))?;
             if !resp.is_success() {
-                return Err(SourceError {
-                    step,
-                    detail: describe_status(&resp),
-                });
+                return Err(SourceError::new(step, http::status_detail(&resp)));
             }
             self.session = Some(Secret::new(String::from_utf8_lossy(&resp.body).trim()));
         }
@@ -257,15 +254,9 @@ impl<'a> Imds<'a> {
             headers.push(("X-aws-ec2-metadata-token", s.expose()));
         }
         let resp = http::with_retries(self.deadline, 3, || self.client.get(url, &headers))
-            .map_err(|e| SourceError {
-                step: step.clone(),
-                detail: describe_http(&e, self.deadline),
-            })?;
+            .map_err(|e| SourceError::new(step.clone(), http::describe_error(&e, self.deadline)))?;
         if !resp.is_success() {
-            return Err(SourceError {
-                step,
-                detail: describe_status(&resp),
-            });
+            return Err(SourceError::new(step, http::status_detail(&resp)));
         }
         Ok(Secret::new(
             String::from_utf8_lossy(&resp.body).into_owned(),
@@ -274,10 +265,7 @@ impl<'a> Imds<'a> {
 
     fn credentials(&mut self) -> Result<AwsCredentials, SourceError> {
         let what = "AWS credentials for google workload identity federation";
-        let base = self.cs.url.as_deref().filter(|u| !u.is_empty()).ok_or_else(|| SourceError {
-            step: what.into(),
-            detail: "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not set and the credential_source has no url".into(),
-        })?;
+        let base = self.cs.url.as_deref().filter(|u| !u.is_empty()).ok_or_else(|| SourceError::new(what, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY are not set and the credential_source has no url"))?;
         let role = self.get(base, what)?;
         let role = role
             .expose()
@@ -287,16 +275,18 @@ impl<'a> Imds<'a> {
             .trim()
             .to_string();
         if role.is_empty() || role.contains('/') {
-            return Err(SourceError {
-                step: format!("{what} ({base})"),
-                detail: "the instance has no IAM role".into(),
-            });
+            return Err(SourceError::new(
+                format!("{what} ({base})"),
+                "the instance has no IAM role",
+            ));
         }
         let url = format!("{}/{role}", base.trim_end_matches('/'));
         let body = self.get(&url, what)?;
-        let c: ImdsCredentials = serde_json::from_str(body.expose()).map_err(|e| SourceError {
-            step: format!("{what} ({url})"),
-            detail: format!("unreadable answer ({})", super::json_position(&e)),
+        let c: ImdsCredentials = serde_json::from_str(body.expose()).map_err(|e| {
+            SourceError::new(
+                format!("{what} ({url})"),
+                format!("unreadable answer ({})", super::json_position(&e)),
+            )
         })?;
         match (c.access_key_id, c.secret_access_key) {
             (Some(id), Some(secret)) if !id.is_empty() && !secret.is_empty() => {
@@ -306,10 +296,10 @@ impl<'a> Imds<'a> {
                     session_token: c.token.filter(|t| !t.is_empty()),
                 })
             }
-            _ => Err(SourceError {
-                step: format!("{what} ({url})"),
-                detail: "the answer has no AccessKeyId/SecretAccessKey".into(),
-            }),
+            _ => Err(SourceError::new(
+                format!("{what} ({url})"),
+                "the answer has no AccessKeyId/SecretAccessKey",
+            )),
         }
     }
 }

@@ -71,16 +71,9 @@ pub fn load(path: &Path) -> Result<DockerConfig, String> {
     let entries = parse(&bytes).map_err(|e| format!("docker config {shown}: {e}"))?;
     Ok(DockerConfig {
         path: path.to_path_buf(),
-        digest: hex_sha256(&bytes),
+        digest: crate::encode::hex(&Sha256::digest(&bytes)),
         entries,
     })
-}
-
-fn hex_sha256(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
 }
 
 /// Parses a dockerconfigjson (or legacy dockercfg) document. Entries without

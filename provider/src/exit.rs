@@ -1,0 +1,68 @@
+//! The moment of answering: exit codes, the watchdog and the one write of
+//! the response, in one place. The watchdog ends the process when the
+//! deadline has passed, unless the response is being written: the only
+//! process-global state besides start-up settings, and private to this file.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Usage errors (bad flags, a terminal on stdin): exit 2.
+pub const USAGE: u8 = 2;
+
+/// Set once the response is being written, so the watchdog never cuts it.
+static RESPONDING: AtomicBool = AtomicBool::new(false);
+
+/// Starts a thread that ends the process one second after `timeout`, so no
+/// bug, blocking file, stuck DNS lookup or stopped lock holder can hang the
+/// kubelet's pull. Started once per process, before anything can block.
+pub fn start_watchdog(timeout: Duration) {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if STARTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let budget = timeout.min(crate::deadline::MAX) + Duration::from_secs(1);
+    let spawned = std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(budget);
+            if !RESPONDING.load(Ordering::SeqCst) {
+                eprintln!(
+                    "pullcred: deadline of {}s exceeded; giving up",
+                    budget.as_secs()
+                );
+                std::process::exit(1);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::debug!("no watchdog thread: {e}");
+    }
+}
+
+/// Writes the response JSON and a newline to stdout; from here on the
+/// watchdog does not cut the run. Exit 0, or 1 if stdout fails.
+pub fn respond(json: &str) -> ExitCode {
+    RESPONDING.store(true, Ordering::SeqCst);
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(json.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format_args!("writing the response to stdout: {e}")),
+    }
+}
+
+/// One line on stderr, nothing on stdout, exit 1.
+pub fn fail(line: impl std::fmt::Display) -> ExitCode {
+    eprintln!("pullcred: {line}");
+    ExitCode::FAILURE
+}
+
+/// One line on stderr, exit 2.
+pub fn usage(line: impl std::fmt::Display) -> ExitCode {
+    eprintln!("pullcred: {line}");
+    ExitCode::from(USAGE)
+}

@@ -1,0 +1,76 @@
+//! Start-up settings: flags and environment, resolved once by `cli` and
+//! read by the flow and the sources. Plain data; nothing here decides.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings from flags and environment.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub cache_dir: Option<PathBuf>,
+    pub no_cache: bool,
+    pub timeout: Duration,
+    /// dockerconfigjson files with static credentials, in priority order.
+    pub docker_configs: Vec<PathBuf>,
+    /// (registry key, Secrets Manager secret id) pairs.
+    pub aws_secrets: Vec<(String, String)>,
+    /// How long static credentials are fresh before files are re-read and
+    /// the registry check runs again.
+    pub static_ttl: Duration,
+    /// Check static credentials against the registry on a cache miss.
+    pub registry_check: bool,
+    pub azure: AzureSettings,
+    /// Per-pod identities from service-account tokens.
+    pub workload: WorkloadSettings,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cache_dir: None,
+            no_cache: false,
+            timeout: crate::deadline::DEFAULT,
+            docker_configs: Vec::new(),
+            aws_secrets: Vec::new(),
+            static_ttl: Duration::from_secs(300),
+            registry_check: true,
+            azure: AzureSettings::default(),
+            workload: WorkloadSettings::default(),
+        }
+    }
+}
+
+/// Settings from flags and environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkloadSettings {
+    /// `--service-account-fallback=node`: a service account that names no
+    /// identity gets the node's.
+    pub fallback_to_node: bool,
+    /// `--ecr-role-arn`, `AWS_ECR_ROLE_ARN`.
+    pub aws_default_role: Option<String>,
+    /// `--accept-irsa-role-annotation`: also read `eks.amazonaws.com/role-arn`.
+    pub aws_accept_irsa: bool,
+    /// `--google-audience`, `PULLCRED_GOOGLE_AUDIENCE`.
+    pub google_audience: Option<String>,
+    /// `--google-service-account`, `PULLCRED_GOOGLE_SERVICE_ACCOUNT`.
+    pub google_service_account: Option<String>,
+}
+
+/// Azure settings from flags and environment (the rest of Azure's identity
+/// comes from the standard `AZURE_*` variables; see `sources::azure`).
+#[derive(Debug, Clone, Default)]
+pub struct AzureSettings {
+    /// `--mirror SOURCE=ACR`, `PULLCRED_ACR_MIRRORS` (see `sources::acr`).
+    pub mirrors: Vec<AcrMirror>,
+    /// `--azure-config`, `PULLCRED_AZURE_CONFIG`: AKS's azure.json. `None`:
+    /// `/etc/kubernetes/azure.json` when it exists; `none`: no file.
+    pub config: Option<PathBuf>,
+}
+
+/// `--mirror SOURCE=ACR`: images from `source` (`host[:port]`) get the
+/// credentials of the ACR `acr` (`host[:port]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcrMirror {
+    pub source: String,
+    pub acr: String,
+}

@@ -88,6 +88,17 @@ variable "pullcred_token_audience" {
   description = "If set, `--token-audience` for config generate (service-account token mode, kubelet 1.33+)."
 }
 
+variable "prepull_images" {
+  type        = list(string)
+  default     = []
+  description = "Images to pre-pull into the image's containerd (k8s.io namespace) with `pullcred prepull`, through CRI and with the credentials the kubelet would use; empty skips the step. The build instance's identity must be allowed to pull them."
+
+  validation {
+    condition     = length([for i in var.prepull_images : i if regex_replace(i, "[-A-Za-z0-9._:@/]", "") != "" || i == "" || substr(i, 0, 1) == "-"]) == 0
+    error_message = "Each prepull_images entry must be an image reference such as registry.example.com/team/app:1.0."
+  }
+}
+
 variable "subnet_id" {
   type    = string
   default = ""
@@ -97,6 +108,7 @@ locals {
   timestamp       = formatdate("YYYYMMDDhhmmss", timestamp())
   source_ami_name = var.source_ami_name != "" ? var.source_ami_name : "amazon-eks-node-al2023-${var.arch}-standard-${var.kubernetes_version}-v*"
   audience_arg    = var.pullcred_token_audience != "" ? "--token-audience '${var.pullcred_token_audience}'" : ""
+  prepull_args    = join(" ", [for i in var.prepull_images : "'${i}'"])
 }
 
 source "amazon-ebs" "eks-al2023" {
@@ -137,6 +149,13 @@ build {
   provisioner "shell" {
     script          = "${path.root}/provision.sh"
     execute_command = "chmod +x {{ .Path }}; sudo {{ .Path }} --binary /tmp/pullcred --flavor eks-al2023 --cloud '${var.pullcred_cloud}' ${local.audience_arg}"
+  }
+
+  # Optional: pre-pull var.prepull_images through containerd's CRI socket with
+  # the kubelet config just installed (prepull.sh skips when the list is empty).
+  provisioner "shell" {
+    script          = "${path.root}/prepull.sh"
+    execute_command = "chmod +x {{ .Path }}; sudo {{ .Path }} --flavor eks-al2023 -- ${local.prepull_args}"
   }
 
   provisioner "shell" {

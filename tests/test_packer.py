@@ -153,6 +153,64 @@ def test_template_uploads_the_binary_and_runs_the_script(template, flavor):
     assert f"--flavor {flavor}" in text
 
 
+# ------------------------------------------------------------- optional pre-pull
+
+PREPULL = PACKER / "prepull.sh"
+
+
+@pytest.mark.parametrize("template,flavor", [("eks-al2023.pkr.hcl", "eks-al2023"), ("ubuntu.pkr.hcl", "kubeadm")])
+def test_template_prepulls_after_provisioning_only_when_asked(template, flavor, tmp_path):
+    # Given the template: prepull.sh runs after provision.sh, for the same
+    # flavor, with the images of var.prepull_images (default: none)
+    text = (PACKER / template).read_text()
+    assert re.search(r'variable "prepull_images" \{\s*type\s*=\s*list\(string\)\s*default\s*=\s*\[\]', text)
+    provision_at = text.index('script          = "${path.root}/provision.sh"')
+    prepull_at = text.index('script          = "${path.root}/prepull.sh"')
+    assert provision_at < prepull_at
+    assert f"--flavor {flavor} -- ${{local.prepull_args}}" in text
+    # and packer refuses an entry that is not an image reference (the list
+    # reaches a shell command line, each entry single-quoted)
+    need("packer")
+    env = packer_env(tmp_path)
+    for images, ok in [('["nginx:1", "r.example.com:5000/a/b@sha256:0f"]', True), ('["nginx; rm -rf /"]', False),
+                       ('["a\'b"]', False), ('["--help"]', False), ('[""]', False)]:
+        r = subprocess.run(["packer", "validate", "-var", f"pullcred_binary={BIN}", "-var", f"prepull_images={images}",
+                            str(PACKER / template)], capture_output=True, text=True, env=env, timeout=120)
+        assert (r.returncode == 0) == ok, (images, r.stdout + r.stderr)
+
+
+def test_prepull_script_skips_without_images_and_checks_its_usage(tmp_path):
+    def run(*args):
+        return subprocess.run([str(PREPULL), *args], capture_output=True, text=True, timeout=60)
+
+    # no image: the optional step does nothing
+    r = run("--flavor", "eks-al2023")
+    assert r.returncode == 0 and r.stdout == "" and "no images to pre-pull; skipped" in r.stderr, r.stderr
+    r = run("--flavor", "kubeadm", "--")
+    assert r.returncode == 0, r.stderr
+    # usage errors
+    for args in ([], ["--flavor", "eks"], ["--flavor", "kubeadm", "--bogus", "nginx"], ["--cri-socket"]):
+        r = run(*args)
+        assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("prepull.sh: usage error:"), (args, r.stderr)
+    # images asked for before provision.sh installed pullcred: a clear failure
+    r = run("--flavor", "kubeadm", "--bin-dir", str(tmp_path), "nginx:1")
+    assert r.returncode == 1 and "pullcred is missing: run provision.sh first" in r.stderr, r.stderr
+    # no CRI socket and no systemd to start containerd with (a PATH without
+    # systemctl: this machine's own containerd.service is never started)
+    (tmp_path / "pullcred").symlink_to(BIN)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(generated("--cloud", "aws").decode())
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for tool in ("id", "sed", "sleep"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    r = subprocess.run([str(PREPULL), "--flavor", "kubeadm", "--bin-dir", str(tmp_path), "--config", str(cfg),
+                        "--cri-socket", str(tmp_path / "none.sock"), "nginx:1"], capture_output=True, text=True,
+                       timeout=60, env={"PATH": str(tools)})
+    assert r.returncode == 1 and r.stdout == "", r.stderr
+    assert f"no CRI socket at {tmp_path / 'none.sock'} and no containerd.service to start" in r.stderr, r.stderr
+
+
 # ------------------------------------------------------------- root file system
 
 

@@ -225,6 +225,11 @@ pub fn main() -> ExitCode {
         let code = kubelet_config::cli::run(args[1..].to_vec());
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    #[cfg(feature = "cri")]
+    if args.get(1).is_some_and(|a| a == "prepull") {
+        logging::init();
+        return crate::prepull::main(args[2..].to_vec());
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {

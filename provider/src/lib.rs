@@ -38,6 +38,8 @@
 pub mod cache;
 pub mod challenge;
 pub mod cli;
+#[cfg(feature = "cri")]
+pub mod cri;
 pub mod deadline;
 #[cfg(feature = "static")]
 pub mod doctor;
@@ -52,6 +54,8 @@ pub mod http;
 pub mod image;
 pub mod logging;
 pub mod pipeline;
+#[cfg(feature = "cri")]
+pub mod prepull;
 pub mod private_file;
 pub mod protocol;
 #[cfg(any(feature = "http", feature = "aws"))]

@@ -1,6 +1,11 @@
 //! One deadline for the whole run. The kubelet kills a provider after one
 //! minute; everything we do (stdin, lock waits, every network attempt and
 //! retry) fits inside this.
+//!
+//! The deadline also carries the run's wall clock ([`Deadline::now_unix`]):
+//! sources turn an upstream's `expires_in` into an instant with it, so the
+//! clock is passed in with the deadline rather than read where it is used,
+//! and a test can hand a source a fixed one ([`Deadline::with_clock`]).
 
 use std::time::{Duration, Instant};
 
@@ -12,15 +17,27 @@ pub const MAX: Duration = Duration::from_secs(55);
 pub struct Deadline {
     start: Instant,
     at: Instant,
+    clock: fn() -> i64,
 }
 
 impl Deadline {
     pub fn after(budget: Duration) -> Deadline {
+        Deadline::with_clock(budget, crate::time::now_unix)
+    }
+
+    /// A deadline whose wall clock is `clock` (unix seconds).
+    pub fn with_clock(budget: Duration, clock: fn() -> i64) -> Deadline {
         let start = Instant::now();
         Deadline {
             start,
             at: start + budget.min(MAX),
+            clock,
         }
+    }
+
+    /// The run's wall clock, in unix seconds.
+    pub fn now_unix(&self) -> i64 {
+        (self.clock)()
     }
 
     pub fn remaining(&self) -> Duration {
@@ -91,6 +108,14 @@ mod tests {
         for bad in ["", "s", "1h", "-1s", "1.5s", "20 s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_clock_comes_with_the_deadline() {
+        let d = Deadline::with_clock(Duration::from_secs(1), || 1_700_000_000);
+        assert_eq!(d.now_unix(), 1_700_000_000);
+        let real = Deadline::after(Duration::from_secs(1)).now_unix();
+        assert!((real - crate::time::now_unix()).abs() <= 1);
     }
 
     #[test]

@@ -73,13 +73,10 @@ pub const IDENTITY_ENV: [&str; 7] = [
     "PULLCRED_ACR_ENDPOINTS",
 ];
 
-/// The cache key's Azure parts: the login server, the mirror, identity
+/// The cache key's Azure parts: the login server, identity
 /// variables, and azure.json's path and the SHA-256 of its content.
 pub fn cache_parts(reg: &AcrRegistry, settings: &AzureSettings) -> Vec<(&'static str, String)> {
     let mut parts = vec![("acr-login-server", reg.login_server.clone())];
-    if let Some(m) = &reg.mirror_of {
-        parts.push(("acr-mirror-of", m.clone()));
-    }
     for name in IDENTITY_ENV {
         if let Some(v) = std::env::var_os(name) {
             parts.push((name, v.to_string_lossy().into_owned()));
@@ -181,7 +178,7 @@ fn fetch_as(
                 reg.login_server,
                 FALLBACK_LIFE_SECS / 3600
             );
-            crate::time::now_unix() + FALLBACK_LIFE_SECS
+            deadline.now_unix() + FALLBACK_LIFE_SECS
         }
     };
     Ok(Fetched {
@@ -303,7 +300,7 @@ fn entra_token(
                 .map_err(|detail| SourceError::new(read_step.clone(), detail))?;
             tracing::debug!(x5t = key.thumbprint(), "signing a client assertion");
             assertion = Secret::new(
-                key.assertion(client_id, &url, crate::time::now_unix())
+                key.assertion(client_id, &url, deadline.now_unix())
                     .map_err(|e| fail(e.to_string()))?,
             );
             form.push(("client_assertion_type", JWT_BEARER));

@@ -269,7 +269,7 @@ fn metadata_token(deadline: &Deadline) -> Result<(Secret, i64), SourceError> {
         fail(d)
     })?;
     metadata_answered(&resp).map_err(fail)?;
-    parse_token_response(&resp.body, crate::time::now_unix()).map_err(fail)
+    parse_token_response(&resp.body, deadline.now_unix()).map_err(fail)
 }
 
 /// A GET of the metadata server, with its header, retried as it needs.

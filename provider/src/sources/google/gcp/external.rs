@@ -205,7 +205,7 @@ impl ExternalAccount {
         let resp = post_ok(deadline, &sts_step, || {
             client.post_form(self.sts_url(), &[], &form)
         })?;
-        let (federated, expires_at) = parse_token_response(&resp.body, crate::time::now_unix())
+        let (federated, expires_at) = parse_token_response(&resp.body, deadline.now_unix())
             .map_err(|detail| SourceError::new(sts_step.clone(), detail))?;
         match &self.service_account_impersonation_url {
             None => Ok((federated, expires_at)),

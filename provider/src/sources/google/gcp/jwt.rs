@@ -122,7 +122,7 @@ impl ServiceAccountKey {
             "google token endpoint ({}) for service account {}",
             self.token_uri, self.client_email
         );
-        let now = crate::time::now_unix();
+        let now = deadline.now_unix();
         let assertion = self
             .assertion(scopes, now)
             .map_err(|detail| SourceError::new(step.clone(), detail))?;
@@ -138,7 +138,7 @@ impl ServiceAccountKey {
                 ],
             )
         })?;
-        parse_token_response(&resp.body, crate::time::now_unix())
+        parse_token_response(&resp.body, deadline.now_unix())
             .map_err(|detail| SourceError::new(step, detail))
     }
 }

@@ -184,7 +184,7 @@ pub fn aws_subject_token(
         "sts",
         &creds,
         &[("x-goog-cloud-target-resource", audience)],
-        crate::time::now_unix(),
+        deadline.now_unix(),
     )
     .map_err(|detail| {
         SourceError::new(

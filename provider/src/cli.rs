@@ -365,9 +365,10 @@ fn get_credentials(cli: Cli) -> ExitCode {
     }
     let opts = options(&cli);
     // One deadline from the first step: reading stdin, the cache, the files
-    // and the network all fit inside it, and the watchdog enforces it.
+    // and the network all fit inside it. Nothing before the first wait can
+    // block (stdin is polled, files are opened non-blocking and must be
+    // regular); the watchdog starts before that wait (see `run::serve`).
     let deadline = crate::deadline::Deadline::after(opts.timeout);
-    crate::exit::start_watchdog(deadline.remaining());
     // The kubelet writes the request and closes stdin; a writer that never
     // does must not hang us: read with the run's deadline.
     let input = match read_request(&stdin, deadline.remaining()) {

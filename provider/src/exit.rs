@@ -16,7 +16,8 @@ static RESPONDING: AtomicBool = AtomicBool::new(false);
 
 /// Starts a thread that ends the process one second after `timeout`, so no
 /// bug, blocking file, stuck DNS lookup or stopped lock holder can hang the
-/// kubelet's pull. Started once per process, before anything can block.
+/// kubelet's pull. Started once per process, before the first wait (the
+/// cache lock, the network); the hit path before it cannot block.
 pub fn start_watchdog(timeout: Duration) {
     static STARTED: AtomicBool = AtomicBool::new(false);
     if STARTED.swap(true, Ordering::SeqCst) {

@@ -59,15 +59,12 @@ pub fn get_credentials(opts: &Options, input: impl Read) -> Result<String, Failu
 }
 
 /// [`get_credentials`] inside a deadline the caller started (the exec path
-/// starts it before reading stdin). The watchdog runs from the first step:
-/// a cache entry, key file or docker config that blocks (a FIFO, a stuck
-/// network filesystem) cannot hold the kubelet's pull past the deadline.
+/// starts it before reading stdin).
 pub fn get_credentials_until(
     opts: &Options,
     input: impl Read,
     deadline: Deadline,
 ) -> Result<String, Failure> {
-    crate::exit::start_watchdog(deadline.remaining());
     let mut buf = Vec::with_capacity(1024);
     input
         .take(protocol::MAX_REQUEST_BYTES as u64 + 1)
@@ -85,7 +82,6 @@ pub fn serve(
     request: &protocol::Request,
     deadline: &Deadline,
 ) -> Result<Response, Failure> {
-    crate::exit::start_watchdog(deadline.remaining());
     let image = ImageRef::parse(&request.image).map_err(|e| fail(None, "parsing the image", e))?;
     let reg = image.registry.clone();
     let Routed { route, path_scoped } = route_for(opts, &image)?;
@@ -139,6 +135,12 @@ pub fn serve(
     }
 
     // 2. A miss: one process refreshes, the others wait and read its entry.
+    // From the first wait on (the lock, the network) a watchdog ends the run
+    // one second past the deadline whatever is stuck. The hit path above
+    // cannot block: stdin was polled within the deadline, and every file is
+    // opened non-blocking and refused unless it is a regular file, so a hit
+    // pays for no thread (about 0.5 MiB of RSS, measured).
+    crate::exit::start_watchdog(deadline.remaining());
     let _lock = match &cache {
         Some(c) => {
             let wait = (deadline.remaining() / 2).min(Duration::from_secs(10));

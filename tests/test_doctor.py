@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, SECRETS, assert_no_secret, free_port
-from test_static import docker_config, registry, token_service_standin, user  # noqa: F401  (fixture)
+from test_static import docker_config, registry, token_service_standin, tripwire, user  # noqa: F401  (fixture)
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -24,7 +24,9 @@ def doctor(plugin, registry, image, cfg, *extra, env=None):
         host = image.split("/")[0]
         subprocess.run([str(BIN), "config", "generate", "--cloud", "generic", "--registry", host, "-o", str(kube)],
                        check=True, capture_output=True)
-    p = subprocess.run([str(BIN), "doctor", image, "--config", str(kube), "--image-fs", str(plugin.cache_dir.parent), *extra],
+    certs = plugin.cache_dir.parent / "certs.d"
+    p = subprocess.run([str(BIN), "doctor", image, "--config", str(kube), "--image-fs", str(plugin.cache_dir.parent),
+                        "--containerd-certs-dir", str(certs), *extra],
                        capture_output=True, text=True, env=e, timeout=60)
     assert_no_secret(p.stdout)
     assert_no_secret(p.stderr)
@@ -36,7 +38,7 @@ def doctor(plugin, registry, image, cfg, *extra, env=None):
 def mask(text, registry_root):
     text = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", text)
     text = re.sub(r"sha256:[0-9a-f]{64}", "sha256:DIGEST", text)
-    text = re.sub(r"/tmp/\S+?/(cache|config\.json|kubelet-credential-provider\.yaml)", r"TMP/\1", text)
+    text = re.sub(r"/tmp/\S+?/(cache|config\.json|kubelet-credential-provider\.yaml|certs\.d)", r"TMP/\1", text)
     text = re.sub(r"/tmp/[^\s:;]+", "TMP", text)
     text = re.sub(r"\d+(\.\d+)? (GiB|MiB) free of \d+(\.\d+)? (GiB|MiB) \(\d+%\)", "N free of N (N%)", text)
     # the machine's free space decides ok/warn/FAIL on that line: not golden
@@ -74,7 +76,7 @@ def test_json_report(plugin, registry, tmp_path):
     r = json.loads(p.stdout)
     assert r["wouldPull"] is True
     assert r["pinned"].startswith(f"{registry.host}/team/app@sha256:")
-    assert [s["step"] for s in r["steps"]] == ["parse", "provider", "source", "credentials", "registry", "digest", "image-fs", "clock"]
+    assert [s["step"] for s in r["steps"]] == ["parse", "provider", "source", "credentials", "registry", "containerd", "digest", "image-fs", "clock"]
     assert {s["status"] for s in r["steps"]} <= {"ok", "skip", "warn"}
 
 
@@ -237,3 +239,84 @@ def test_a_path_key_without_a_trailing_slash_is_warned_about(plugin, registry, t
     cfg = docker_config(tmp_path / "config2.json", {registry.host: user(registry)})
     p = doctor(plugin, registry, f"{registry.host}/team/app:1.0", cfg, "--json", env={"PULLCRED_NO_CACHE": "1"})
     assert not [s for s in json.loads(p.stdout)["steps"] if s["step"] == "auth-key"]
+
+
+# --- containerd hosts.toml mirrors ------------------------------------------------
+
+
+def hosts_toml(plugin, registry_name, text):
+    d = plugin.cache_dir.parent / "certs.d" / registry_name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "hosts.toml").write_text(text)
+
+
+def test_a_hosts_toml_mirror_with_a_fallback_is_explained(plugin, registry, tmp_path):
+    """containerd's hosts.toml lists a mirror for the registry and still
+    falls back to `server`: doctor names the hosts in the order containerd
+    tries them, says the one credential goes to each, and warns that the
+    mirror's (or the upstream's) credentials reach the other host."""
+    cfg = docker_config(tmp_path / "config.json", {registry.host: user(registry)})
+    hosts_toml(plugin, registry.host, f"""# a private cache in front of the registry
+server = "https://{registry.host}"
+
+[host."https://cache.example:5000/v2/proxy"]
+  capabilities = ["pull", "resolve"]
+  override_path = true
+  ca = "/etc/ca.pem"
+
+[host."https://push-only.example"]
+  capabilities = ["push"]
+""")
+    p = doctor(plugin, registry, f"{registry.host}/team/app:1.0", cfg)
+    assert p.returncode == 0, p.stdout + p.stderr
+    [line] = [l for l in p.stdout.splitlines() if l.startswith("warn  containerd")]
+    assert "tries, in order: https://cache.example:5000/v2/proxy (override_path), " \
+           f"https://{registry.host} (server)" in line, line
+    assert "push-only" not in line
+    assert "the kubelet sets no server_address" in line
+    assert "no --mirror for" in line
+    check_golden("doctor-hosts-toml.txt", mask(p.stdout, registry.root))
+
+
+def test_a_mirror_map_matching_hosts_toml_is_checked_at_its_target(plugin, registry, tmp_path, tripwire):
+    """--mirror SOURCE=TARGET/PREFIX with a hosts.toml that sends SOURCE's
+    pulls to TARGET only (server and mirror both TARGET, as an ECR
+    pull-through cache needs): doctor checks the pull at TARGET, never
+    contacts SOURCE, and says the map points at the first mirror host."""
+    source = tripwire.host
+    cfg = docker_config(tmp_path / "config.json", {f"{registry.host}/team/": user(registry)})
+    hosts_toml(plugin, source, f"""server = "https://{registry.host}"
+[host."https://{registry.host}/v2/team"]
+  capabilities = ["pull", "resolve"]
+  override_path = true
+""")
+    p = doctor(plugin, registry, f"{source}/app:1.0", cfg, "--mirror", f"{source}={registry.host}/team")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert tripwire.hits == []
+    assert f"HEAD https://{registry.host}/v2/team/app/manifests/1.0: HTTP 200" in p.stdout
+    assert f"pin it: {source}/app@sha256:" in p.stdout
+    [line] = [l for l in p.stdout.splitlines() if " containerd " in l]
+    assert line.startswith("ok    containerd"), line
+    assert f"--mirror {source}={registry.host}/team points at the first mirror host" in line
+    check_golden("doctor-mirror-map.txt", mask(p.stdout, registry.root))
+
+
+def test_a_mirror_map_that_containerd_does_not_ask_first_is_a_warning(plugin, registry, tmp_path, tripwire):
+    source = tripwire.host
+    cfg = docker_config(tmp_path / "config.json", {f"{registry.host}/team/": user(registry)})
+    hosts_toml(plugin, source, f"""server = "https://{registry.host}"
+[host."https://cache.example"]
+""")
+    p = doctor(plugin, registry, f"{source}/app:1.0", cfg, "--json", "--mirror", f"{source}={registry.host}/team")
+    [c] = [s for s in json.loads(p.stdout)["steps"] if s["step"] == "containerd"]
+    assert c["status"] == "warn", c
+    assert "containerd asks cache.example first" in c["cause"], c
+    assert tripwire.hits == []
+
+
+def test_no_hosts_toml_is_a_skip_naming_the_file(plugin, registry, tmp_path):
+    cfg = docker_config(tmp_path / "config.json", {registry.host: user(registry)})
+    p = doctor(plugin, registry, f"{registry.host}/team/app:1.0", cfg, "--json")
+    [c] = [s for s in json.loads(p.stdout)["steps"] if s["step"] == "containerd"]
+    assert c["status"] == "skip"
+    assert f"certs.d/{registry.host}/hosts.toml: containerd pulls from https://{registry.host} directly" in c["seen"]

@@ -67,10 +67,16 @@ struct Cli {
     #[arg(long, global = true, env = "PULLCRED_TIMEOUT", default_value = "20s", value_parser = parse_timeout, value_name = "DURATION")]
     timeout: Duration,
 
-    /// Serve images from SOURCE with the credentials of the Azure Container
-    /// Registry ACR (repeatable; the variable takes a comma-separated list).
-    #[arg(long = "mirror", global = true, env = "PULLCRED_ACR_MIRRORS", value_delimiter = ',', value_parser = parse_mirror, value_name = "SOURCE=ACR")]
+    /// Answer for images of SOURCE (host[:port]) with the credentials of
+    /// TARGET/PREFIX/<repository>: an ECR pull-through cache, an Artifact
+    /// Registry remote repository, an ACR, or a static key's registry
+    /// (repeatable; the variable takes a comma-separated list).
+    #[arg(long = "mirror", global = true, env = "PULLCRED_MIRRORS", value_delimiter = ',', value_parser = parse_mirror, value_name = "SOURCE=TARGET[/PREFIX]")]
     mirrors: Vec<Mirror>,
+
+    /// PULLCRED_ACR_MIRRORS: the former name of PULLCRED_MIRRORS, still read.
+    #[arg(long = "acr-mirror", global = true, hide = true, env = "PULLCRED_ACR_MIRRORS", value_delimiter = ',', value_parser = parse_mirror, value_name = "SOURCE=TARGET[/PREFIX]")]
+    acr_mirrors: Vec<Mirror>,
 
     /// AKS's azure.json [default: /etc/kubernetes/azure.json when present; "none" for no file]
     #[arg(
@@ -174,6 +180,10 @@ enum Command {
         /// An annotation of that service account, as the kubelet passes it (repeatable).
         #[arg(long = "annotation", value_parser = parse_annotation, value_name = "KEY=VALUE")]
         annotations: Vec<(String, String)>,
+        /// containerd's registry hosts directory (its `config_path`), read for
+        /// the registry's `hosts.toml` mirrors.
+        #[arg(long, value_name = "DIR", default_value = crate::doctor::CERTS_D)]
+        containerd_certs_dir: PathBuf,
     },
 }
 
@@ -196,13 +206,13 @@ fn parse_static_ttl(s: &str) -> Result<Duration, String> {
 
 /// One `--mirror` value; empty items of the comma-separated list are skipped.
 #[derive(Debug, Clone)]
-struct Mirror(Option<crate::settings::AcrMirror>);
+struct Mirror(Option<crate::settings::Mirror>);
 
 fn parse_mirror(s: &str) -> Result<Mirror, String> {
     if s.trim().is_empty() {
         return Ok(Mirror(None));
     }
-    crate::sources::acr::parse_acr_mirror(s).map(|m| Mirror(Some(m)))
+    crate::sources::mirror::parse_mirror(s).map(|m| Mirror(Some(m)))
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -246,6 +256,11 @@ pub fn main() -> ExitCode {
         }
     };
     logging::init();
+    // A mirror TARGET no source serves is a usage error, before any work.
+    if let Err(e) = crate::sources::mirror::check_targets(&options(&cli)) {
+        eprintln!("pullcred: {e}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         None | Some(Command::GetCredentials) => get_credentials(cli),
         #[cfg(feature = "static")]
@@ -256,6 +271,7 @@ pub fn main() -> ExitCode {
             json,
             ref service_account_token,
             ref annotations,
+            ref containerd_certs_dir,
         }) => {
             let token = match service_account_token.as_deref().map(read_token_file) {
                 Some(Err(e)) => {
@@ -270,6 +286,7 @@ pub fn main() -> ExitCode {
                 image_fs: image_fs.clone(),
                 service_account_token: token,
                 annotations: annotations.iter().cloned().collect(),
+                certs_dir: containerd_certs_dir.clone(),
             };
             let report = crate::doctor::run(image, &options(&cli), &doc);
             let text = if json {
@@ -338,8 +355,13 @@ fn options(cli: &Cli) -> run::Options {
         aws_secrets: cli.aws_secrets.clone(),
         static_ttl: cli.static_cache_duration,
         registry_check: !cli.no_registry_check,
+        mirrors: cli
+            .mirrors
+            .iter()
+            .chain(&cli.acr_mirrors)
+            .filter_map(|m| m.0.clone())
+            .collect(),
         azure: crate::settings::AzureSettings {
-            mirrors: cli.mirrors.iter().filter_map(|m| m.0.clone()).collect(),
             config: cli.azure_config.clone(),
         },
         workload: crate::settings::WorkloadSettings {

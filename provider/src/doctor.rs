@@ -12,6 +12,8 @@
 //! 4. fetch credentials through the cache (username and a masked password);
 //! 5. contact the registry: `/v2/`, the challenge and token service, then
 //!    `HEAD` the manifest, classifying 401, 403, 404, 429, timeout, DNS, TLS;
+//!    then containerd's `hosts.toml` for the registry: the hosts it tries,
+//!    in order, each of which gets the credentials pullcred gave;
 //! 6. the digest the tag resolves to, ready to pin;
 //! 7. node checks: free space on the image filesystem, the clock offset.
 //!
@@ -20,8 +22,8 @@
 //! beyond the request that needs them.
 //!
 //! Credentials go where the pull's would, and no further: a `--mirror`
-//! source's image is checked at its ACR (the source registry never gets the
-//! ACR token from the doctor), and a Bearer realm gets the password only
+//! SOURCE's image is checked at its TARGET (SOURCE never gets the TARGET's
+//! credentials from the doctor), and a Bearer realm gets the password only
 //! under the registry check's rule
 //! ([`crate::sources::registry_check::credential_realm`]).
 
@@ -126,7 +128,12 @@ pub struct DoctorOptions {
     pub service_account_token: Option<Secret>,
     /// That service account's annotations, as the kubelet would pass them.
     pub annotations: BTreeMap<String, String>,
+    /// containerd's registry hosts directory (`config_path`).
+    pub certs_dir: PathBuf,
 }
+
+/// containerd's conventional registry hosts directory.
+pub const CERTS_D: &str = "/etc/containerd/certs.d";
 
 const IMAGE_FS_CANDIDATES: [&str; 3] = [
     "/var/lib/containerd",
@@ -264,15 +271,19 @@ pub fn run(input: &str, opts: &Options, doc: &DoctorOptions) -> Report {
         }
     };
 
-    // 5. registry: where the credentials are used (a --mirror source's ACR)
+    // 5. registry: where the credentials are used (a --mirror TARGET)
     let client = Client::new(&deadline);
     let route = crate::sources::route_by_host(&image, opts);
+    let at = route
+        .as_deref()
+        .and_then(|r| r.target(&image))
+        .unwrap_or_else(|| image.clone());
     let contact = match registry_api(route.as_deref(), &image) {
         Ok(base) => contact(
             &client,
             &base,
             route.as_deref(),
-            &image,
+            &at,
             &reference,
             creds.as_ref(),
         ),
@@ -292,6 +303,9 @@ pub fn run(input: &str, opts: &Options, doc: &DoctorOptions) -> Report {
         .as_ref()
         .map(|d| format!("{}@{d}", image.name()));
     steps.push(contact.step);
+
+    // 5b. containerd's hosts.toml: which hosts get these credentials
+    steps.push(containerd_hosts(&doc.certs_dir, &image, opts));
 
     // 6. digest
     match &pinned {
@@ -401,7 +415,7 @@ fn provider_entry(config: Option<&Path>, name: &str) -> Step {
 
 /// The API base (`https://host/v2/`) that answers for `image` with the
 /// credentials pullcred gives, as the image's cloud source reaches it (a
-/// `--mirror` source's ACR, never the source itself); else the image's
+/// `--mirror` SOURCE's TARGET, never SOURCE itself); else the image's
 /// registry.
 fn registry_api(route: Option<&dyn Route>, image: &ImageRef) -> Result<String, String> {
     match route {
@@ -786,6 +800,434 @@ fn clock(date: Option<&str>) -> Step {
     }
 }
 
+/// The `containerd` step: what `<certs_dir>/<registry>/hosts.toml` makes of
+/// the credentials pullcred gives for the registry. The kubelet passes only
+/// username and password (no `server_address`), so containerd offers them to
+/// EVERY host it tries for the registry: the mirrors in order, then `server`
+/// (or the registry itself) as the fallback.
+fn containerd_hosts(certs_dir: &Path, image: &ImageRef, opts: &Options) -> Step {
+    let reg = &image.registry;
+    let dir = [reg.as_str(), "_default"]
+        .iter()
+        .map(|d| certs_dir.join(d).join("hosts.toml"))
+        .find(|p| p.exists());
+    let default_upstream = if reg == "docker.io" {
+        "https://registry-1.docker.io".to_string()
+    } else {
+        format!("https://{reg}")
+    };
+    let Some(path) = dir else {
+        return Step::new(
+            "containerd",
+            Status::Skip,
+            format!(
+                "no {}: containerd pulls from {default_upstream} directly",
+                certs_dir.join(reg).join("hosts.toml").display()
+            ),
+        );
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            return Step::new(
+                "containerd",
+                Status::Skip,
+                format!("{}: {e}", path.display()),
+            );
+        }
+    };
+    let hosts = match hosts_toml::parse(&text) {
+        Ok(h) => h,
+        Err(e) => {
+            return Step::warn(
+                "containerd",
+                format!("{}: {e}", path.display()),
+                "containerd refuses a hosts.toml it cannot parse, and the pull fails",
+                "fix the file (containerd's docs/hosts.md)",
+            );
+        }
+    };
+    let server = hosts.server.clone().unwrap_or(default_upstream);
+    let mirrors: Vec<&hosts_toml::Host> = hosts
+        .hosts
+        .iter()
+        .filter(|h| {
+            h.capabilities
+                .as_ref()
+                .is_none_or(|c| c.iter().any(|c| c == "pull"))
+        })
+        .collect();
+    let mut tried: Vec<String> = mirrors
+        .iter()
+        .map(|h| {
+            let mut flags = Vec::new();
+            if h.override_path {
+                flags.push("override_path");
+            }
+            if h.skip_verify {
+                flags.push("skip_verify");
+            }
+            if flags.is_empty() {
+                h.url.clone()
+            } else {
+                format!("{} ({})", h.url, flags.join(", "))
+            }
+        })
+        .collect();
+    let server_pulls = hosts
+        .capabilities
+        .as_ref()
+        .is_none_or(|c| c.iter().any(|c| c == "pull"));
+    if server_pulls {
+        tried.push(format!("{server} (server)"));
+    }
+    let mut seen = format!(
+        "{} tries, in order: {}; the credentials pullcred gives for {reg} go to each of them (the kubelet sets no server_address)",
+        path.display(),
+        tried.join(", ")
+    );
+    let first = mirrors.first().map(|h| authority(&h.url));
+    let map = crate::sources::mirror::mirror_for(image, &opts.mirrors);
+    match (map, &first) {
+        (Some(m), Some(f)) if &m.target == f => seen.push_str(&format!(
+            "; --mirror {reg}={}{} points at the first mirror host",
+            m.target,
+            if m.prefix.is_empty() {
+                String::new()
+            } else {
+                format!("/{}", m.prefix)
+            }
+        )),
+        (Some(m), Some(f)) => {
+            return Step::warn(
+                "containerd",
+                seen,
+                format!(
+                    "--mirror maps {reg} to {}, but containerd asks {f} first: {f} gets {}'s credentials",
+                    m.target, m.target
+                ),
+                format!(
+                    "point --mirror {reg}= at {f}, or list {} first in hosts.toml",
+                    m.target
+                ),
+            );
+        }
+        (Some(m), None) => seen.push_str(&format!(
+            "; --mirror maps {reg} to {}, which containerd does not list: the credentials are {}'s",
+            m.target, m.target
+        )),
+        (None, Some(_)) => seen.push_str(&format!(
+            "; no --mirror for {reg}: the mirror gets {reg}'s own credentials"
+        )),
+        (None, None) => {}
+    }
+    let server_host = authority(&server);
+    if let Some(other) = mirrors
+        .iter()
+        .map(|h| authority(&h.url))
+        .find(|a| server_pulls && *a != server_host)
+    {
+        return Step::warn(
+            "containerd",
+            seen,
+            format!(
+                "a mirror ({other}) is listed and containerd falls back to {server_host}: the mirror's credentials, or the upstream's, then reach the other host"
+            ),
+            format!(
+                "set server to the mirror too (server = \"https://{other}\"), or rewrite the image to the mirror's host instead of a hosts.toml mirror"
+            ),
+        );
+    }
+    Step::new("containerd", Status::Ok, seen)
+}
+
+/// `host[:port]` of a URL (`https://h:443/v2/x` → `h`); the default port is dropped.
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    host.strip_suffix(":443").unwrap_or(host).to_string()
+}
+
+/// A reader for the keys of containerd's `hosts.toml` that decide where
+/// credentials go: `server`, `capabilities`, and the `[host."URL"]` tables
+/// with `capabilities`, `override_path`, `ca`, `skip_verify`. Other keys
+/// and tables (`header`, `client`...) are skipped.
+mod hosts_toml {
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct HostsToml {
+        pub server: Option<String>,
+        /// The server's own capabilities (top-level `capabilities`).
+        pub capabilities: Option<Vec<String>>,
+        pub ca: Vec<String>,
+        pub skip_verify: bool,
+        /// In file order: the order containerd tries them.
+        pub hosts: Vec<Host>,
+    }
+
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct Host {
+        pub url: String,
+        pub capabilities: Option<Vec<String>>,
+        pub override_path: bool,
+        pub ca: Vec<String>,
+        pub skip_verify: bool,
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Value {
+        Str(String),
+        Bool(bool),
+        List(Vec<String>),
+        Other,
+    }
+
+    enum Table {
+        Root,
+        Host(usize),
+        Skipped,
+    }
+
+    pub fn parse(text: &str) -> Result<HostsToml, String> {
+        let mut out = HostsToml::default();
+        let mut table = Table::Root;
+        let mut lines = text.lines().enumerate();
+        while let Some((n, raw)) = lines.next() {
+            let mut line = strip_comment(raw).trim().to_string();
+            if line.is_empty() {
+                continue;
+            }
+            let at = |e: String| format!("line {}: {e}", n + 1);
+            if line.starts_with('[') {
+                table = header(&line, &mut out).map_err(at)?;
+                continue;
+            }
+            // a multi-line array: read on until its brackets balance
+            while line.matches('[').count() > line.matches(']').count() {
+                match lines.next() {
+                    Some((_, more)) => {
+                        line.push(' ');
+                        line.push_str(strip_comment(more).trim());
+                    }
+                    None => return Err(at("unterminated array".into())),
+                }
+            }
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| at(format!("{line:?} is not KEY = VALUE")))?;
+            let key = unquote_key(key.trim());
+            let value = value_of(value.trim()).map_err(at)?;
+            match &table {
+                Table::Root => match (key.as_str(), value) {
+                    ("server", Value::Str(s)) => out.server = Some(s),
+                    ("capabilities", Value::List(l)) => out.capabilities = Some(l),
+                    ("ca", Value::Str(s)) => out.ca = vec![s],
+                    ("ca", Value::List(l)) => out.ca = l,
+                    ("skip_verify", Value::Bool(b)) => out.skip_verify = b,
+                    ("server" | "capabilities" | "skip_verify", _) => {
+                        return Err(at(format!("{key} has the wrong type")));
+                    }
+                    _ => {}
+                },
+                Table::Host(i) => {
+                    let h = &mut out.hosts[*i];
+                    match (key.as_str(), value) {
+                        ("capabilities", Value::List(l)) => h.capabilities = Some(l),
+                        ("override_path", Value::Bool(b)) => h.override_path = b,
+                        ("skip_verify", Value::Bool(b)) => h.skip_verify = b,
+                        ("ca", Value::Str(s)) => h.ca = vec![s],
+                        ("ca", Value::List(l)) => h.ca = l,
+                        ("capabilities" | "override_path" | "skip_verify", _) => {
+                            return Err(at(format!("{key} has the wrong type")));
+                        }
+                        _ => {}
+                    }
+                }
+                Table::Skipped => {}
+            }
+        }
+        Ok(out)
+    }
+
+    fn header(line: &str, out: &mut HostsToml) -> Result<Table, String> {
+        let inner = line
+            .strip_prefix('[')
+            .and_then(|l| l.strip_suffix(']'))
+            .ok_or_else(|| format!("{line:?} is not a [table] header"))?
+            .trim();
+        let Some(rest) = inner.strip_prefix("host.") else {
+            return Ok(Table::Skipped);
+        };
+        let rest = rest.trim();
+        let (url, tail) = match rest.chars().next() {
+            Some(q @ ('"' | '\'')) => {
+                let end = rest[1..]
+                    .find(q)
+                    .ok_or_else(|| format!("{line:?}: unterminated host URL"))?;
+                (rest[1..1 + end].to_string(), rest[end + 2..].trim())
+            }
+            _ => return Err(format!("{line:?}: the host URL must be quoted")),
+        };
+        if !tail.is_empty() {
+            // [host."URL".header] and the like: not ours
+            return Ok(Table::Skipped);
+        }
+        out.hosts.push(Host {
+            url,
+            ..Host::default()
+        });
+        Ok(Table::Host(out.hosts.len() - 1))
+    }
+
+    fn unquote_key(k: &str) -> String {
+        k.trim_matches(|c| c == '"' || c == '\'').to_string()
+    }
+
+    /// Drops a `#` comment that is not inside a string.
+    fn strip_comment(line: &str) -> &str {
+        let mut quote: Option<char> = None;
+        let mut escaped = false;
+        for (i, c) in line.char_indices() {
+            match quote {
+                Some('"') if escaped => escaped = false,
+                Some('"') if c == '\\' => escaped = true,
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None if c == '"' || c == '\'' => quote = Some(c),
+                None if c == '#' => return &line[..i],
+                None => {}
+            }
+        }
+        line
+    }
+
+    fn value_of(v: &str) -> Result<Value, String> {
+        match v {
+            "true" => return Ok(Value::Bool(true)),
+            "false" => return Ok(Value::Bool(false)),
+            _ => {}
+        }
+        if v.starts_with('"') || v.starts_with('\'') {
+            let (s, rest) = string(v)?;
+            if !rest.trim().is_empty() {
+                return Err(format!("unexpected {rest:?} after a string"));
+            }
+            return Ok(Value::Str(s));
+        }
+        if let Some(body) = v.strip_prefix('[') {
+            let mut items = Vec::new();
+            let mut rest = body.trim_start();
+            loop {
+                if let Some(after) = rest.strip_prefix(']') {
+                    if !after.trim().is_empty() {
+                        return Err(format!("unexpected {after:?} after an array"));
+                    }
+                    return Ok(Value::List(items));
+                }
+                let (s, after) = string(rest)?;
+                items.push(s);
+                rest = after.trim_start();
+                rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+            }
+        }
+        Ok(Value::Other)
+    }
+
+    /// A basic ("...", with escapes) or literal ('...') string at the start
+    /// of `v`, and what follows it.
+    fn string(v: &str) -> Result<(String, &str), String> {
+        let mut chars = v.char_indices();
+        let q = match chars.next() {
+            Some((_, q @ ('"' | '\''))) => q,
+            _ => return Err(format!("{v:?}: expected a quoted string")),
+        };
+        let mut out = String::new();
+        let mut escaped = false;
+        for (i, c) in chars {
+            if escaped {
+                out.push(match c {
+                    'n' => '\n',
+                    't' => '\t',
+                    other => other,
+                });
+                escaped = false;
+            } else if q == '"' && c == '\\' {
+                escaped = true;
+            } else if c == q {
+                return Ok((out, &v[i + 1..]));
+            } else {
+                out.push(c);
+            }
+        }
+        Err(format!("{v:?}: unterminated string"))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_keys_that_matter() {
+            let h = parse(
+                r#"
+# docker.io through a pull-through cache
+server = "https://registry-1.docker.io"   # the fallback
+ca = "/etc/ca.pem"
+
+[host."https://123456789012.dkr.ecr.us-east-1.amazonaws.com/v2/docker-hub"]
+  capabilities = ["pull", "resolve"]
+  override_path = true
+  ca = ["/a.pem", '/b#c.pem']
+  skip_verify = false
+
+[host."https://mirror.example:5000".header]
+  x-custom = ["1"]
+
+[host.'https://second.example']
+  capabilities = [
+    "pull",
+  ]
+  skip_verify = true
+"#,
+            )
+            .unwrap();
+            assert_eq!(h.server.as_deref(), Some("https://registry-1.docker.io"));
+            assert_eq!(h.ca, ["/etc/ca.pem"]);
+            assert_eq!(h.hosts.len(), 2);
+            let e = &h.hosts[0];
+            assert_eq!(
+                e.url,
+                "https://123456789012.dkr.ecr.us-east-1.amazonaws.com/v2/docker-hub"
+            );
+            assert!(e.override_path && !e.skip_verify);
+            assert_eq!(
+                e.capabilities.as_deref(),
+                Some(&["pull".to_string(), "resolve".to_string()][..])
+            );
+            assert_eq!(e.ca, ["/a.pem", "/b#c.pem"]);
+            let s = &h.hosts[1];
+            assert_eq!(s.url, "https://second.example");
+            assert!(s.skip_verify && !s.override_path);
+            assert_eq!(s.capabilities.as_deref(), Some(&["pull".to_string()][..]));
+        }
+
+        #[test]
+        fn broken_files_are_errors() {
+            for bad in [
+                "server = https://x",
+                "server = \"https://x",
+                "[host.https://x]",
+                "[host.\"https://x\"]\noverride_path = \"yes\"",
+                "capabilities = [\"pull\"",
+                "just words",
+            ] {
+                assert!(parse(bad).is_err(), "{bad}");
+            }
+            assert_eq!(parse("").unwrap(), HostsToml::default());
+        }
+    }
+}
+
 fn bytes(n: u64) -> String {
     const GIB: f64 = (1u64 << 30) as f64;
     const MIB: f64 = (1u64 << 20) as f64;
@@ -841,6 +1283,13 @@ mod tests {
             "1.0, 1.1, 2.0, 1.0.1, latest"
         );
         assert_eq!(nearby_tags(br#"{"tags":null}"#, "x"), None);
+    }
+
+    #[test]
+    fn authority_of_a_host_url() {
+        assert_eq!(authority("https://m.example:443/v2/x"), "m.example");
+        assert_eq!(authority("https://m.example:5000"), "m.example:5000");
+        assert_eq!(authority("http://u@m.example/"), "m.example");
     }
 
     #[test]

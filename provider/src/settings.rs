@@ -19,6 +19,9 @@ pub struct Options {
     pub static_ttl: Duration,
     /// Check static credentials against the registry on a cache miss.
     pub registry_check: bool,
+    /// `--mirror SOURCE=TARGET[/PREFIX]`, `PULLCRED_MIRRORS` (and
+    /// `PULLCRED_ACR_MIRRORS`): see `sources::mirror`.
+    pub mirrors: Vec<Mirror>,
     pub azure: AzureSettings,
     /// Per-pod identities from service-account tokens.
     pub workload: WorkloadSettings,
@@ -34,6 +37,7 @@ impl Default for Options {
             aws_secrets: Vec::new(),
             static_ttl: Duration::from_secs(300),
             registry_check: true,
+            mirrors: Vec::new(),
             azure: AzureSettings::default(),
             workload: WorkloadSettings::default(),
         }
@@ -60,17 +64,18 @@ pub struct WorkloadSettings {
 /// comes from the standard `AZURE_*` variables; see `sources::azure`).
 #[derive(Debug, Clone, Default)]
 pub struct AzureSettings {
-    /// `--mirror SOURCE=ACR`, `PULLCRED_ACR_MIRRORS` (see `sources::acr`).
-    pub mirrors: Vec<AcrMirror>,
     /// `--azure-config`, `PULLCRED_AZURE_CONFIG`: AKS's azure.json. `None`:
     /// `/etc/kubernetes/azure.json` when it exists; `none`: no file.
     pub config: Option<PathBuf>,
 }
 
-/// `--mirror SOURCE=ACR`: images from `source` (`host[:port]`) get the
-/// credentials of the ACR `acr` (`host[:port]`).
+/// `--mirror SOURCE=TARGET[/PREFIX]`: images of `source` (`host[:port]`,
+/// matched exactly) are answered, keyed `source`, with the credentials of
+/// `target/prefix/<repository>` (`target` is `host[:port]`; `prefix` has no
+/// leading or trailing `/` and may be empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcrMirror {
+pub struct Mirror {
     pub source: String,
-    pub acr: String,
+    pub target: String,
+    pub prefix: String,
 }

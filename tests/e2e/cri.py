@@ -102,12 +102,15 @@ state = "{root / 'state'}"
 
     def hosts_toml(self, host, server, entries):
         """certs.d/<host>/hosts.toml: `server`, then `entries` as [(url,
-        capabilities)] hosts tried in order, all trusting `self.ca`."""
+        capabilities[, override_path])] hosts tried in order, all trusting
+        `self.ca`."""
         d = self.certs_d / host
         d.mkdir(parents=True, exist_ok=True)
         text = f'server = "{server}"\nca = "{self.ca}"\n'
-        for url, caps in entries:
+        for url, caps, *override in entries:
             text += f'\n[host."{url}"]\n  capabilities = {caps!r}\n  ca = "{self.ca}"\n'.replace("'", '"')
+            if override and override[0]:
+                text += "  override_path = true\n"
         (d / "hosts.toml").write_text(text)
 
     # ------------------------------------------------------------ CRI calls

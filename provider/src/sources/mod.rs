@@ -6,8 +6,10 @@
 //! - [`dockerconfig`]: dockerconfigjson files on the node (static).
 //! - [`aws`]: AWS Secrets Manager mappings (static), Amazon ECR Public and
 //!   ECR private, through the AWS SDK (feature `aws`).
-//! - [`acr`]: Azure Container Registry hosts and `--mirror` sources (`azure`).
+//! - [`acr`]: Azure Container Registry hosts (`azure`).
 //! - [`google`]: Artifact Registry and Container Registry (`gcp`).
+//! - [`mirror`]: `--mirror SOURCE=TARGET[/PREFIX]`, asked first: SOURCE's
+//!   images get the credentials of TARGET, whichever source serves it.
 //!
 //! A source whose feature is off is still routed (its hosts are recognised)
 //! and its fetch says "this pullcred was built without the `X` feature": its
@@ -21,6 +23,7 @@ pub mod acr;
 pub mod aws;
 pub mod dockerconfig;
 pub mod google;
+pub mod mirror;
 #[cfg_attr(not(feature = "static"), path = "registry_check_disabled.rs")]
 pub mod registry_check;
 
@@ -95,6 +98,12 @@ pub trait Route {
     fn forbidden_hint(&self) -> Option<&'static str> {
         None
     }
+    /// `doctor`: the image as the registry that answers with these
+    /// credentials names it, when that is not the image itself (a
+    /// `--mirror` SOURCE's image at TARGET/PREFIX).
+    fn target(&self, _image: &ImageRef) -> Option<ImageRef> {
+        None
+    }
 }
 
 /// What a fetch gets to work with.
@@ -142,9 +151,21 @@ fn by_host() -> [&'static dyn Source; 4] {
     [&acr::Acr, &aws::EcrPublic, &google::Google, &aws::Ecr]
 }
 
-/// Static sources first (an operator's explicit files and secrets win), then
-/// the cloud source the registry host names.
+/// The `--mirror` map first (a mirror decides where pulls go, and routes
+/// the rewritten image through [`route_direct`]), then [`route_direct`].
 pub fn route(image: &ImageRef, opts: &Options) -> Result<Routed, NoSource> {
+    if let Some(route) = mirror::Mirrors.route(image, opts) {
+        let files = dockerconfig::DockerConfigs::load(&opts.docker_configs);
+        let path_scoped =
+            files.path_scoped(image, opts) || aws::SecretsManager.path_scoped(image, opts);
+        return Ok(Routed { route, path_scoped });
+    }
+    route_direct(image, opts)
+}
+
+/// Static sources first (an operator's explicit files and secrets win), then
+/// the cloud source the registry host names; no mirror.
+pub fn route_direct(image: &ImageRef, opts: &Options) -> Result<Routed, NoSource> {
     let files = dockerconfig::DockerConfigs::load(&opts.docker_configs);
     let statics: [&dyn Source; 2] = [&files, &aws::SecretsManager];
     let all = statics.into_iter().chain(by_host());
@@ -161,8 +182,12 @@ pub fn route(image: &ImageRef, opts: &Options) -> Result<Routed, NoSource> {
 }
 
 /// The cloud source a registry host names, ignoring static credentials
-/// (`doctor`'s registry step reaches the registry as the cloud would).
+/// (`doctor`'s registry step reaches the registry as the cloud would); a
+/// `--mirror` SOURCE's image goes to its TARGET's route, never to SOURCE.
 pub fn route_by_host(image: &ImageRef, opts: &Options) -> Option<Box<dyn Route>> {
+    if let Some(route) = mirror::Mirrors.route(image, opts) {
+        return Some(route);
+    }
     by_host().into_iter().find_map(|s| s.route(image, opts))
 }
 

@@ -1,5 +1,5 @@
 //! Stand-in for [`azure`](self) in a build without the `azure` feature: ACR
-//! hosts and `--mirror` sources are still recognised, and their fetch says
+//! hosts (and `--mirror` sources mapped to them) are still recognised, and their fetch says
 //! what is missing.
 
 use super::AcrRegistry;

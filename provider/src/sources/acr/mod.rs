@@ -3,7 +3,7 @@
 //!
 //! This module owns the ACR host grammar (`<reg>.azurecr.io` and the China
 //! and US Government suffixes, geo-replicas, data-endpoint names), the
-//! `--mirror SOURCE=ACR` mappings, the per-pod rules (KEP-4412:
+//! per-pod rules (KEP-4412:
 //! `kubernetes.azure.com/acr-client-id` and `acr-tenant-id`), the cache-key
 //! parts (per registry: refresh tokens are) and what `doctor` says. The
 //! exchange is in [`azure`]; a build without the `azure` feature gets
@@ -17,33 +17,25 @@ use std::sync::Arc;
 
 use super::{Credential, FetchContext, Route, Source, SourceError, token_key};
 use crate::image::ImageRef;
-use crate::settings::{AcrMirror, Options, WorkloadSettings};
+use crate::settings::{Options, WorkloadSettings};
 use crate::workload::{Identity, PodRules, ServiceAccount, Workload, annotation, first_set};
 
 pub use kubelet_config::sources::{AZURE_CLIENT_ANNOTATION, AZURE_TENANT_ANNOTATION};
 
-/// ACR hosts, and the registries `--mirror` maps to an ACR.
+/// ACR hosts (a `--mirror` target among them: see `sources::mirror`).
 pub struct Acr;
 
 impl Source for Acr {
-    fn route(&self, image: &ImageRef, opts: &Options) -> Option<Box<dyn Route>> {
-        registry(image, &opts.azure.mirrors).map(|r| Box::new(AcrRoute(r)) as Box<dyn Route>)
+    fn route(&self, image: &ImageRef, _: &Options) -> Option<Box<dyn Route>> {
+        registry(image).map(|r| Box::new(AcrRoute(r)) as Box<dyn Route>)
     }
 }
 
-/// The ACR that serves `image`: a mirror is matched on the whole registry
-/// (host and port) and wins over the host forms; ACR hosts keep their port,
-/// which is part of the login server.
-fn registry(image: &ImageRef, mirrors: &[AcrMirror]) -> Option<AcrRegistry> {
-    if let Some(m) = mirrors.iter().find(|m| m.source == image.registry) {
-        return Some(AcrRegistry {
-            login_server: m.acr.clone(),
-            mirror_of: Some(m.source.clone()),
-        });
-    }
+/// The ACR that serves `image`; ACR hosts keep their port, which is part of
+/// the login server.
+fn registry(image: &ImageRef) -> Option<AcrRegistry> {
     parse_acr_host(image.host()).map(|_| AcrRegistry {
         login_server: image.registry.clone(),
-        mirror_of: None,
     })
 }
 
@@ -56,14 +48,7 @@ impl Route for AcrRoute {
     }
 
     fn describe(&self, _: &ImageRef) -> String {
-        let r = &self.0;
-        match &r.mirror_of {
-            Some(m) => format!(
-                "Azure Container Registry {} (mirror of {m})",
-                r.login_server
-            ),
-            None => format!("Azure Container Registry {}", r.login_server),
-        }
+        format!("Azure Container Registry {}", self.0.login_server)
     }
 
     fn node_identity(&self, opts: &Options) -> String {
@@ -97,8 +82,7 @@ impl Route for AcrRoute {
         .map(Credential::Token)
     }
 
-    /// The ACR's API as the fetch reaches it (`PULLCRED_ACR_ENDPOINTS`):
-    /// a `--mirror` source's ACR, never the source itself.
+    /// The ACR's API as the fetch reaches it (`PULLCRED_ACR_ENDPOINTS`).
     #[cfg(feature = "static")]
     fn registry_api(&self, _: &ImageRef) -> Result<String, String> {
         azure::registry_api(&self.0.login_server).map_err(|e| e.to_string())
@@ -176,14 +160,11 @@ fn azure_client(annotations: &BTreeMap<String, String>) -> Option<AzureClient> {
 
 // ---------------------------------------------------------------- hosts
 
-/// An Azure Container Registry the image is pulled from, or that serves a
-/// mirrored registry.
+/// An Azure Container Registry the image is pulled from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcrRegistry {
     /// The registry we authenticate against, `host[:port]`, e.g. `myreg.azurecr.io`.
     pub login_server: String,
-    /// The image's own registry when it is a `--mirror` source served by this ACR.
-    pub mirror_of: Option<String>,
 }
 
 /// ACR's DNS suffixes: public, China, US Government. Not `azurecr.de`:
@@ -246,34 +227,6 @@ fn alnum(s: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-/// Parses one `SOURCE=ACR` mirror mapping. Both sides are registries as
-/// images name them (`host[:port]`); the right side must be an ACR host.
-pub fn parse_acr_mirror(s: &str) -> Result<AcrMirror, String> {
-    let (source, acr) = s.split_once('=').ok_or_else(|| {
-        format!("mirror {s:?} is not SOURCE=ACR (e.g. mcr.microsoft.com=myreg.azurecr.io)")
-    })?;
-    let (source, acr) = (source.trim(), acr.trim());
-    let as_registry = |r: &str| {
-        ImageRef::parse(&format!("{r}/x"))
-            .ok()
-            .filter(|i| i.registry == r)
-    };
-    if as_registry(source).is_none() {
-        return Err(format!(
-            "mirror source {source:?} is not a registry host[:port]"
-        ));
-    }
-    match as_registry(acr) {
-        Some(i) if parse_acr_host(i.host()).is_some() => Ok(AcrMirror {
-            source: source.to_string(),
-            acr: acr.to_string(),
-        }),
-        _ => Err(format!(
-            "mirror target {acr:?} is not an Azure Container Registry host (<reg>.azurecr.io and the like)"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,7 +234,7 @@ mod tests {
     const VECTORS: &str = include_str!("../../../../tests/vectors/registry-hosts.json");
 
     fn target(image: &str) -> Option<AcrRegistry> {
-        registry(&ImageRef::parse(image).unwrap(), &[])
+        registry(&ImageRef::parse(image).unwrap())
     }
 
     fn login_server(t: Option<AcrRegistry>) -> Option<String> {
@@ -316,7 +269,7 @@ mod tests {
         for s in v["acr_not"].as_array().unwrap() {
             let s = s.as_str().unwrap();
             if let Ok(image) = ImageRef::parse(s) {
-                assert_eq!(login_server(registry(&image, &[])), None, "{s}");
+                assert_eq!(login_server(registry(&image)), None, "{s}");
             }
             assert_eq!(parse_acr_host(s), None, "{s}");
         }
@@ -384,54 +337,5 @@ mod tests {
         assert!(target("docker/foo.azurecr.io/bar").is_none());
         assert!(target("evil.io/foo.azurecr.io/bar").is_none());
         assert!(target("foo.azurecr.io.example/bar").is_none());
-    }
-
-    #[test]
-    fn mirrors_route_the_whole_registry_only() {
-        let m = [
-            parse_acr_mirror("mcr.microsoft.com=myreg.azurecr.io").unwrap(),
-            parse_acr_mirror("registry.local:5000=other.azurecr.io:443").unwrap(),
-        ];
-        let r = |i: &str| registry(&ImageRef::parse(i).unwrap(), &m);
-        assert_eq!(
-            r("mcr.microsoft.com/dotnet/runtime"),
-            Some(AcrRegistry {
-                login_server: "myreg.azurecr.io".into(),
-                mirror_of: Some("mcr.microsoft.com".into()),
-            })
-        );
-        assert_eq!(
-            login_server(r("registry.local:5000/x")).as_deref(),
-            Some("other.azurecr.io:443")
-        );
-        for not in [
-            "mcr.microsoft.com.evil.io/x",
-            "evil.io/mcr.microsoft.com/x",
-            "mcr.microsoft.com:443/x",
-            "registry.local/x",
-        ] {
-            assert!(r(not).is_none(), "{not}");
-        }
-    }
-
-    #[test]
-    fn mirror_syntax() {
-        for bad in [
-            "mcr.microsoft.com",
-            "mcr.microsoft.com:myreg.azurecr.io",
-            "mcr.microsoft.com=quay.io",
-            "=myreg.azurecr.io",
-            "mcr.microsoft.com/path=myreg.azurecr.io",
-            "mcr.microsoft.com=myreg.azurecr.io/path",
-        ] {
-            assert!(parse_acr_mirror(bad).is_err(), "{bad}");
-        }
-        assert_eq!(
-            parse_acr_mirror(" docker.io = myreg.azurecr.cn ").unwrap(),
-            AcrMirror {
-                source: "docker.io".into(),
-                acr: "myreg.azurecr.cn".into()
-            }
-        );
     }
 }

@@ -242,18 +242,7 @@ pub fn main() -> ExitCode {
     }
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            // --help, --version
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            // One line, like every other error: the kubelet logs it as is.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("pullcred: {}", first.trim_start_matches("error: "));
-            return ExitCode::from(2);
-        }
+        Err(e) => return crate::exit::parse_error(&e, ""),
     };
     logging::init();
     // A mirror TARGET no source serves is a usage error, before any work.

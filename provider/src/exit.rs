@@ -62,6 +62,22 @@ pub fn fail(line: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// What a command-line parse error becomes: `--help` and `--version` print
+/// and exit 0; anything else is one line (the first of clap's message, after
+/// `prefix`), like every other error, since the kubelet logs it as is: exit 2.
+pub fn parse_error(e: &clap::Error, prefix: &str) -> ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    usage(format_args!(
+        "{prefix}{}",
+        first.trim_start_matches("error: ")
+    ))
+}
+
 /// One line on stderr, exit 2.
 pub fn usage(line: impl std::fmt::Display) -> ExitCode {
     eprintln!("pullcred: {line}");

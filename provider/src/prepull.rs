@@ -401,16 +401,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     let argv = std::iter::once(OsString::from("pullcred prepull")).chain(args);
     let args = match Args::try_parse_from(argv) {
         Ok(a) => a,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("pullcred: prepull: {}", first.trim_start_matches("error: "));
-            return ExitCode::from(2);
-        }
+        Err(e) => return crate::exit::parse_error(&e, "prepull: "),
     };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();

@@ -3,7 +3,7 @@
 //! ```text
 //! pullcred config validate PATH [--bin-dir DIR] [--feature-gates GATES] [--strict] [--format text|json]
 //! pullcred config generate --cloud aws|gcp|azure|generic[,...] [--name NAME] [--registry HOST[/PATH]]...
-//!     [--docker-hub] [--mirror SRC=ACR]... [--default-cache-duration D] [--arg ARG]... [--env NAME=VALUE]...
+//!     [--docker-hub] [--mirror SRC=TARGET[/PREFIX]]... [--default-cache-duration D] [--arg ARG]... [--env NAME=VALUE]...
 //!     [--token-audience AUD [--token-cache-type ServiceAccount|Token] [--require-service-account[=BOOL]]
 //!      [--required-annotation KEY]... [--optional-annotation KEY]...] [--format yaml|json] [--output FILE]
 //! pullcred match IMAGE --config PATH [--bin-dir DIR] [--feature-gates GATES] [--fetch]
@@ -117,7 +117,8 @@ struct GenerateArgs {
     /// generic: add docker.io.
     #[arg(long)]
     docker_hub: bool,
-    /// azure: serve images of SRC from the ACR mirror (repeatable).
+    /// Answer for images of SRC with TARGET's credentials (`pullcred --mirror`;
+    /// TARGET a registry a chosen cloud serves; repeatable).
     #[arg(long, value_name = "SRC=ACR", value_parser = parse_pair)]
     mirror: Vec<(String, String)>,
     /// Override the cloud's default defaultCacheDuration (Go duration).

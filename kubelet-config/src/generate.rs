@@ -183,12 +183,6 @@ pub fn build(opts: &GenerateOptions) -> Result<CredentialProviderConfig, Generat
     } else if opts.registries.is_empty() && !opts.docker_hub {
         return Err(GenerateError::NoGenericRegistry);
     }
-    if !has(Cloud::Azure) && !opts.mirrors.is_empty() {
-        return Err(GenerateError::NeedsCloud {
-            flag: "--mirror",
-            cloud: Cloud::Azure,
-        });
-    }
 
     let mut images = Vec::new();
     let mut args = Vec::new();
@@ -206,34 +200,35 @@ pub fn build(opts: &GenerateOptions) -> Result<CredentialProviderConfig, Generat
                     push_unique(&mut images, "docker.io");
                 }
             }
-            Cloud::Azure => {
-                for g in cloud.source().globs {
-                    push_unique(&mut images, g);
-                }
-                for (src, acr) in &opts.mirrors {
-                    let mirror = format!("{src}={acr}");
-                    check_glob(src).map_err(|why| GenerateError::BadMirror {
-                        mirror: mirror.clone(),
-                        why,
-                    })?;
-                    if !crate::sources::served_clouds(acr).contains(&Cloud::Azure)
-                        || acr.contains(['*', '/'])
-                    {
-                        return Err(GenerateError::BadMirror {
-                            mirror,
-                            why: "the target must be an ACR host such as myacr.azurecr.io".into(),
-                        });
-                    }
-                    push_unique(&mut images, src);
-                    args.push(format!("--mirror={src}={acr}"));
-                }
-            }
             _ => {
                 for g in cloud.source().globs {
                     push_unique(&mut images, g);
                 }
             }
         }
+    }
+    // `--mirror SOURCE=TARGET[/PREFIX]`: the kubelet must send SOURCE's
+    // images to pullcred, and TARGET must be a registry a chosen source
+    // serves (a cloud's host, or with `generic` a static key's registry).
+    for (src, target) in &opts.mirrors {
+        let mirror = format!("{src}={target}");
+        check_glob(src).map_err(|why| GenerateError::BadMirror {
+            mirror: mirror.clone(),
+            why,
+        })?;
+        let host = target.split('/').next().unwrap_or_default();
+        let served = crate::sources::served_clouds(host);
+        let ok = !host.is_empty()
+            && !target.contains('*')
+            && (served.iter().any(|c| has(*c)) || has(Cloud::Generic));
+        if !ok {
+            return Err(GenerateError::BadMirror {
+                mirror,
+                why: "the target must be a registry a chosen --cloud serves (an ACR such as myacr.azurecr.io, an ECR pull-through cache host, an Artifact Registry host), or with --cloud generic a static key's registry".into(),
+            });
+        }
+        push_unique(&mut images, src);
+        args.push(format!("--mirror={src}={target}"));
     }
     args.extend(opts.args.iter().cloned());
 
@@ -553,6 +548,20 @@ mod tests {
         assert!(matches!(build(&o), Err(GenerateError::BadRegistry { .. })));
         let mut o = GenerateOptions::new(vec![Cloud::Azure]);
         o.mirrors = vec![("docker.io".into(), "example.com".into())];
+        assert!(matches!(build(&o), Err(GenerateError::BadMirror { .. })));
+        // any cloud's registry is a target, with its path prefix
+        let mut o = GenerateOptions::new(vec![Cloud::Aws]);
+        o.mirrors = vec![(
+            "docker.io".into(),
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/docker-hub".into(),
+        )];
+        let built = build(&o).unwrap();
+        let p = &built.providers[0];
+        let want = "--mirror=docker.io=123456789012.dkr.ecr.us-east-1.amazonaws.com/docker-hub";
+        assert!(p.args.iter().any(|a| a == want), "{:?}", p.args);
+        assert!(p.match_images.contains(&"docker.io".to_string()));
+        // a target the chosen clouds do not serve
+        o.mirrors = vec![("docker.io".into(), "myacr.azurecr.io".into())];
         assert!(matches!(build(&o), Err(GenerateError::BadMirror { .. })));
         let mut o = GenerateOptions::new(vec![Cloud::Aws]);
         o.token = Some(TokenOptions {

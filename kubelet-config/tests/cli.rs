@@ -1,32 +1,11 @@
 //! The `config validate`, `config generate` and `match` entry point, run on
 //! real files in fresh temporary directories.
 
-use std::ffi::OsString;
 use std::fs;
-use std::path::Path;
 
-use kubelet_config::cli::run_with;
+mod common;
 
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-fn run(args: &[&str]) -> Run {
-    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run_with(args, &mut out, &mut err);
-    Run {
-        code,
-        out: String::from_utf8(out).unwrap(),
-        err: String::from_utf8(err).unwrap(),
-    }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use common::{p, run, write_script};
 
 fn provider(name: &str, globs: &str, duration: &str) -> String {
     format!(
@@ -299,15 +278,6 @@ fn generate_generic_and_json() {
         serde_json::json!(["reg.example.com/team", "docker.io"])
     );
     assert_eq!(v["providers"][0]["defaultCacheDuration"], "5m");
-}
-
-fn write_script(path: &Path, body: &str) {
-    fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-    }
 }
 
 fn match_setup(script: &str) -> (tempfile::TempDir, String, String) {

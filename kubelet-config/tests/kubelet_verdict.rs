@@ -6,42 +6,14 @@
 //! types.go (no `tokenAttributes` there), apimachinery's
 //! pkg/api/validate/content (qualified names, DNS-1123 subdomains).
 
-use std::ffi::OsString;
 use std::fs;
 use std::path::Path;
 
-use kubelet_config::cli::run_with;
 use kubelet_config::validate::{Finding, Severity, ValidateOptions, validate_text};
 
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
+mod common;
 
-fn run(args: &[&str]) -> Run {
-    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run_with(args, &mut out, &mut err);
-    Run {
-        code,
-        out: String::from_utf8(out).unwrap(),
-        err: String::from_utf8(err).unwrap(),
-    }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn write_script(path: &Path, body: &str) {
-    fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-}
+use common::{p, run, write_script};
 
 /// A config of one provider named `name`, for `*.gcr.io`.
 fn config(config_version: &str, name: &str, extra: &str) -> String {

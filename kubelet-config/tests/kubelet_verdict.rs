@@ -331,6 +331,27 @@ fn fetch_setup(token_attributes: &str) -> (tempfile::TempDir, String, String) {
     (dir, c, b)
 }
 
+/// `match us.gcr.io/proj/app --fetch` with a token file and the service
+/// account's annotations, as the kubelet would run the plugin.
+fn match_fetch(config: &str, bin: &str, token: &Path, annotations: &[&str]) -> common::Run {
+    let mut args = vec![
+        "match",
+        "us.gcr.io/proj/app",
+        "--config",
+        config,
+        "--bin-dir",
+        bin,
+        "--fetch",
+        "--service-account-token-file",
+        p(token),
+    ];
+    for a in annotations {
+        args.push("--service-account-annotation");
+        args.push(a);
+    }
+    run(&args)
+}
+
 // Given a tokenAttributes provider, when match --fetch runs it, then only the
 // annotation keys tokenAttributes lists reach the plugin; when a required
 // key is missing, the plugin is not run and the output says so.
@@ -346,24 +367,7 @@ fn match_fetch_passes_only_listed_annotations_and_honours_required_ones() {
     let (dir, config, bin) = fetch_setup(ta);
     let token = dir.path().join("token");
     let record = dir.path().join("request.json");
-    let fetch = |annotations: &[&str]| {
-        let mut args = vec![
-            "match",
-            "us.gcr.io/proj/app",
-            "--config",
-            &config,
-            "--bin-dir",
-            &bin,
-            "--fetch",
-            "--service-account-token-file",
-            p(&token),
-        ];
-        for a in annotations {
-            args.push("--service-account-annotation");
-            args.push(a);
-        }
-        run(&args)
-    };
+    let fetch = |annotations: &[&str]| match_fetch(&config, &bin, &token, annotations);
 
     let r = fetch(&[
         "example.com/required=yes",
@@ -398,19 +402,12 @@ fn match_fetch_passes_only_listed_annotations_and_honours_required_ones() {
 
     // No listed annotation on the service account: the field is omitted.
     let (dir, config, bin) = fetch_setup(TOKEN_ATTRIBUTES);
-    let r = run(&[
-        "match",
-        "us.gcr.io/proj/app",
-        "--config",
+    let r = match_fetch(
         &config,
-        "--bin-dir",
         &bin,
-        "--fetch",
-        "--service-account-token-file",
-        p(&dir.path().join("token")),
-        "--service-account-annotation",
-        "example.com/other=x",
-    ]);
+        &dir.path().join("token"),
+        &["example.com/other=x"],
+    );
     assert_eq!(r.code, 0, "out: {}\nerr: {}", r.out, r.err);
     let sent: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(dir.path().join("request.json")).unwrap())

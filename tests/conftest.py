@@ -186,6 +186,17 @@ def standin():
     s.close()
 
 
+@pytest.fixture
+def google():
+    """The Google stand-in (metadata server, OAuth, STS, IAM credentials);
+    standins/gcp.py."""
+    from standins.gcp import GoogleStandin
+
+    s = GoogleStandin(on_token=register_secret)
+    yield s
+    s.close()
+
+
 def ecr_env(url):
     return {"AWS_ENDPOINT_URL_ECR": url, "AWS_ENDPOINT_URL_ECR_PUBLIC": url}
 

@@ -46,8 +46,9 @@ def make_ca(d: Path):
     shutil.copy(d / "ca.pem", certs / "ca.crt")
 
 
-def oci_layout(d: Path):
-    """A one-layer image, written as an OCI image layout."""
+def oci_layout(d: Path, content: bytes = b"hello from pullcred's test image\n", tag="1.0"):
+    """A one-layer image holding /hello.txt = `content`, written as an OCI
+    image layout whose one manifest is tagged `tag`."""
     blobs = d / "blobs" / "sha256"
     blobs.mkdir(parents=True)
 
@@ -58,9 +59,9 @@ def oci_layout(d: Path):
 
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as t:
-        content = b"hello from pullcred's test image\n"
         info = tarfile.TarInfo("hello.txt")
         info.size = len(content)
+        info.mode = 0o644
         t.addfile(info, io.BytesIO(content))
     diff_id = "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()
     layer = blob(gzip.compress(raw.getvalue(), mtime=0))
@@ -77,7 +78,7 @@ def oci_layout(d: Path):
     (d / "index.json").write_text(json.dumps({
         "schemaVersion": 2,
         "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
-                       "annotations": {"org.opencontainers.image.ref.name": "1.0"}}],
+                       "annotations": {"org.opencontainers.image.ref.name": tag}}],
     }))
 
 

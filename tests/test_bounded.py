@@ -7,19 +7,8 @@ scope), and a Google access token for every Google registry, so such hosts
 must cost no more upstream calls than one real host. Request text a pod
 author controls (annotations, token claims) is clipped in error lines."""
 
-import pytest
-
 import satoken
 from conftest import ecr_env, free_port, request
-from standins.gcp import GoogleStandin
-from conftest import register_secret
-
-
-@pytest.fixture
-def google():
-    s = GoogleStandin(on_token=register_secret)
-    yield s
-    s.close()
 
 
 def ecr_calls(standin):

@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from conftest import ACCESS_KEY, SECRET_KEY, SECRETS, register_secret, request
-from standins.gcp import AWS_TOKEN_TYPE, CLOUD_PLATFORM, GoogleStandin
+from standins.gcp import AWS_TOKEN_TYPE, CLOUD_PLATFORM
 
 AR = "us-docker.pkg.dev"
 IMAGE = f"{AR}/project/repo/app"
@@ -23,13 +23,6 @@ EMAIL = "puller@project.iam.gserviceaccount.com"
 
 
 # ------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture
-def google():
-    s = GoogleStandin(on_token=register_secret)
-    yield s
-    s.close()
 
 
 def make_key(path):

@@ -9,19 +9,11 @@ The ACR cases (and PULLCRED_ACR_MIRRORS) are in tests/test_azure.py."""
 
 import pytest
 
-from conftest import ecr_env, register_secret, request  # noqa: F401
-from standins.gcp import GoogleStandin
+from conftest import ecr_env, request
 from test_static import docker_config, env_for, registry, tripwire, user  # noqa: F401  (fixtures)
 
 ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 HUB_IMAGE = "docker.io/library/nginx"
-
-
-@pytest.fixture
-def google():
-    s = GoogleStandin(on_token=register_secret)
-    yield s
-    s.close()
 
 
 def test_ecr_pull_through_cache_answers_for_docker_io(plugin, standin):

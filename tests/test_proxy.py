@@ -13,8 +13,6 @@ and the proxy must resolve the names it is asked to CONNECT to.
   direct connection.
 """
 
-import datetime
-import ipaddress
 import json
 import os
 import re
@@ -24,17 +22,13 @@ import subprocess
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 import standins.ecr as ecr_module
 from conftest import BIN, Result, free_port, register_secret, request
-from standins.azure import AzureStandin
+from standins.azure import AzureStandin, make_ca_and_server_cert
 from standins.base import QuietHandler, start, tls_server_context
 from standins.ecr import EcrStandin
-from standins.gcp import AWS_TOKEN_TYPE, GoogleStandin
+from standins.gcp import AWS_TOKEN_TYPE
 
 ECR = "123456789012.dkr.ecr.us-west-2.amazonaws.com"
 ECR_API = "api.ecr.us-west-2.amazonaws.com"
@@ -45,50 +39,6 @@ PROXY_PASSWORD_IN_URL = "pr0xy%2Dpass-do-not-print"
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def cert_for(directory, names):
-    """A CA and a server certificate for `names`: (ca_path, cert_path, key_path)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name("pullcred proxy test CA"))
-        .issuer_name(name("pullcred proxy test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    sans = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name(names[0]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return paths
 
 
 def in_namespace(hosts, argv):
@@ -160,7 +110,7 @@ def proxy(tmp_path, hosts):
 def tls_names(tmp_path):
     d = tmp_path / "tls-names"
     d.mkdir()
-    return cert_for(d, NAMES)
+    return make_ca_and_server_cert(d, NAMES)
 
 
 @pytest.fixture
@@ -170,13 +120,6 @@ def ecr(tls_names, monkeypatch):
     ctx = tls_server_context(cert, key)
     monkeypatch.setattr(ecr_module, "start", lambda handler: start(handler, ctx))
     s = EcrStandin(on_token=register_secret)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def google():
-    s = GoogleStandin(on_token=register_secret)
     yield s
     s.close()
 

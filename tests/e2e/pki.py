@@ -4,23 +4,19 @@ with (distribution's `auth: token` checks them against `rootcertbundle`)."""
 
 import base64
 import datetime
-import ipaddress
 import json
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
+from standins.azure import make_ca_and_server_cert
 from standins.base import b64url
 
 
 def _name(cn):
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _pem_key(key):
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
 class Pki:
@@ -30,42 +26,7 @@ class Pki:
 
     def __init__(self, directory, names, ips=()):
         now = datetime.datetime.now(datetime.timezone.utc)
-        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        ca = (
-            x509.CertificateBuilder()
-            .subject_name(_name("pullcred e2e test CA"))
-            .issuer_name(_name("pullcred e2e test CA"))
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
-            .sign(ca_key, hashes.SHA256())
-        )
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        sans = [x509.DNSName(n) for n in names] + [x509.DNSName("localhost")]
-        sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in {"127.0.0.1", *ips}]
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name("pullcred e2e registries"))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        self.ca = directory / "ca.pem"
-        self.cert = directory / "server.pem"
-        self.key = directory / "server.key"
-        self.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-        self.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        self.key.write_bytes(_pem_key(key))
-        self.key.chmod(0o600)
+        self.ca, self.cert, self.key = make_ca_and_server_cert(directory, list(names), ips)
         # the token signer: self-signed, so the leaf in x5c is its own root
         self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         signing = (

@@ -25,20 +25,18 @@ image) and pushed with skopeo.
 """
 
 import base64
-import gzip
 import hashlib
 import http.client
-import io
 import json
 import secrets
 import subprocess
-import tarfile
 import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from registry import oci_layout
 from standins.base import tls_server_context
 
 ADMIN = ("e2e-admin", "e2e-admin-" + secrets.token_hex(12))
@@ -378,37 +376,6 @@ class Front:
 
 
 # ------------------------------------------------------------------ images
-
-
-def oci_layout(d: Path, content: bytes, tag="1.0"):
-    """A one-layer image holding /hello.txt = `content`, as an OCI layout."""
-    blobs = d / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-
-    def blob(data):
-        h = hashlib.sha256(data).hexdigest()
-        (blobs / h).write_bytes(data)
-        return {"digest": f"sha256:{h}", "size": len(data)}
-
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as t:
-        info = tarfile.TarInfo("hello.txt")
-        info.size = len(content)
-        info.mode = 0o644
-        t.addfile(info, io.BytesIO(content))
-    diff_id = "sha256:" + hashlib.sha256(raw.getvalue()).hexdigest()
-    layer = blob(gzip.compress(raw.getvalue(), mtime=0))
-    config = blob(json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                              "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode())
-    manifest = blob(json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **config},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **layer}],
-    }).encode())
-    (d / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
-    (d / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", **manifest,
-         "annotations": {"org.opencontainers.image.ref.name": tag}}]}))
 
 
 def push(work: Path, cert_dir: Path, ref: str, creds=ADMIN):

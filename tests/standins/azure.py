@@ -70,9 +70,12 @@ def _name(cn):
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def make_ca_and_server_cert(directory):
-    """A test CA and a server certificate for 127.0.0.1 and localhost.
+def make_ca_and_server_cert(directory, names=(), ips=()):
+    """A test CA and a server certificate for 127.0.0.1 and localhost, plus
+    the DNS `names` and IP addresses `ips` given. The key file is 0600.
     Returns (ca_pem_path, cert_path, key_path)."""
+    import ipaddress
+
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca = (
@@ -90,22 +93,17 @@ def make_ca_and_server_cert(directory):
         .sign(ca_key, hashes.SHA256())
     )
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    import ipaddress
-
+    sans = [x509.DNSName(n) for n in names] + [x509.DNSName("localhost")]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in sorted({"127.0.0.1", *ips})]
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
+        .subject_name(_name(names[0] if names else "127.0.0.1"))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
@@ -120,6 +118,7 @@ def make_ca_and_server_cert(directory):
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
+    key_path.chmod(0o600)
     return ca_path, cert_path, key_path
 
 

@@ -154,20 +154,35 @@ fn by_host() -> [&'static dyn Source; 4] {
 /// The `--mirror` map first (a mirror decides where pulls go, and routes
 /// the rewritten image through [`route_direct`]), then [`route_direct`].
 pub fn route(image: &ImageRef, opts: &Options) -> Result<Routed, NoSource> {
-    if let Some(route) = mirror::Mirrors.route(image, opts) {
-        let files = dockerconfig::DockerConfigs::load(&opts.docker_configs);
+    // The docker configs are read once per request, for the mirror's target
+    // and for the image itself.
+    let files = node_files(opts);
+    if let Some(route) = mirror::Mirrors(&files).route(image, opts) {
         let path_scoped =
             files.path_scoped(image, opts) || aws::SecretsManager.path_scoped(image, opts);
         return Ok(Routed { route, path_scoped });
     }
-    route_direct(image, opts)
+    route_direct_with(image, opts, &files)
 }
 
 /// Static sources first (an operator's explicit files and secrets win), then
 /// the cloud source the registry host names; no mirror.
 pub fn route_direct(image: &ImageRef, opts: &Options) -> Result<Routed, NoSource> {
-    let files = dockerconfig::DockerConfigs::load(&opts.docker_configs);
-    let statics: [&dyn Source; 2] = [&files, &aws::SecretsManager];
+    route_direct_with(image, opts, &node_files(opts))
+}
+
+/// The node's docker configs (`--docker-config`), read once per request.
+fn node_files(opts: &Options) -> impl Source {
+    dockerconfig::load_all(&opts.docker_configs)
+}
+
+/// [`route_direct`] with the docker configs already read (`files`).
+fn route_direct_with(
+    image: &ImageRef,
+    opts: &Options,
+    files: &dyn Source,
+) -> Result<Routed, NoSource> {
+    let statics: [&dyn Source; 2] = [files, &aws::SecretsManager];
     let all = statics.into_iter().chain(by_host());
     let path_scoped = statics.iter().any(|s| s.path_scoped(image, opts));
     for s in all {
@@ -185,7 +200,7 @@ pub fn route_direct(image: &ImageRef, opts: &Options) -> Result<Routed, NoSource
 /// (`doctor`'s registry step reaches the registry as the cloud would); a
 /// `--mirror` SOURCE's image goes to its TARGET's route, never to SOURCE.
 pub fn route_by_host(image: &ImageRef, opts: &Options) -> Option<Box<dyn Route>> {
-    if let Some(route) = mirror::Mirrors.route(image, opts) {
+    if let Some(route) = mirror::Mirrors(&node_files(opts)).route(image, opts) {
         return Some(route);
     }
     by_host().into_iter().find_map(|s| s.route(image, opts))

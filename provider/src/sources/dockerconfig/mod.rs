@@ -26,21 +26,21 @@ pub struct DockerConfigs {
     skipped: Vec<String>,
 }
 
-impl DockerConfigs {
-    pub fn load(paths: &[PathBuf]) -> DockerConfigs {
-        let mut files = Vec::new();
-        let mut skipped = Vec::new();
-        for path in paths {
-            match load(path) {
-                Ok(f) => files.push(f),
-                Err(e) => {
-                    tracing::warn!("{e}; skipping it");
-                    skipped.push(e);
-                }
+/// The node's docker configs, in priority order; a file that cannot be used
+/// is skipped with a warning and named if no source serves the image.
+pub fn load_all(paths: &[PathBuf]) -> DockerConfigs {
+    let mut files = Vec::new();
+    let mut skipped = Vec::new();
+    for path in paths {
+        match load(path) {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                tracing::warn!("{e}; skipping it");
+                skipped.push(e);
             }
         }
-        DockerConfigs { files, skipped }
     }
+    DockerConfigs { files, skipped }
 }
 
 impl Source for DockerConfigs {

@@ -25,14 +25,16 @@ use crate::protocol::CacheKeyType;
 use crate::settings::{Mirror, Options};
 use crate::workload::{PodRules, Workload};
 
-/// The `--mirror` map; asked first (a mirror decides where pulls go).
-pub struct Mirrors;
+/// The `--mirror` map; asked first (a mirror decides where pulls go). It
+/// holds the request's docker configs, read once by the caller, to route a
+/// TARGET that is a static key.
+pub struct Mirrors<'a>(pub &'a dyn Source);
 
-impl Source for Mirrors {
+impl Source for Mirrors<'_> {
     fn route(&self, image: &ImageRef, opts: &Options) -> Option<Box<dyn Route>> {
         let m = mirror_for(image, &opts.mirrors)?;
         let target = rewrite(image, m)?;
-        let inner = super::route_direct(&target, opts).ok()?.route;
+        let inner = super::route_direct_with(&target, opts, self.0).ok()?.route;
         Some(Box::new(MirrorRoute {
             source: m.source.clone(),
             target,
@@ -215,6 +217,9 @@ pub fn parse_mirror(s: &str) -> Result<Mirror, String> {
 /// Every mapping's TARGET must be served by a source (a cloud host, or a
 /// static key that matches it): else a usage error naming the mapping.
 pub fn check_targets(opts: &Options) -> Result<(), String> {
+    // Cloud targets are known by their host alone; the docker configs are
+    // read (once) only for a target no cloud source serves.
+    let mut files = None;
     for m in &opts.mirrors {
         let probe = ImageRef {
             registry: m.source.clone(),
@@ -222,7 +227,15 @@ pub fn check_targets(opts: &Options) -> Result<(), String> {
             tag: None,
             digest: None,
         };
-        let served = rewrite(&probe, m).is_some_and(|t| super::route_direct(&t, opts).is_ok());
+        let served = rewrite(&probe, m).is_some_and(|t| {
+            super::by_host()
+                .into_iter()
+                .any(|s| s.route(&t, opts).is_some())
+                || {
+                    let files = files.get_or_insert_with(|| super::node_files(opts));
+                    super::route_direct_with(&t, opts, files).is_ok()
+                }
+        });
         if !served {
             let target = if m.prefix.is_empty() {
                 m.target.clone()

@@ -2,10 +2,12 @@
 //!
 //! ```text
 //! pullcred config validate PATH [--bin-dir DIR] [--feature-gates GATES] [--strict] [--format text|json]
-//! pullcred config generate --cloud aws|gcp|azure|generic[,...] [--name NAME] [--registry HOST[/PATH]]...
+//! pullcred config generate --cloud aws|gcp|azure|generic|vault|exchange[,...] [--name NAME] [--registry HOST[/PATH]]...
 //!     [--docker-hub] [--mirror SRC=TARGET[/PREFIX]]... [--default-cache-duration D] [--arg ARG]... [--env NAME=VALUE]...
 //!     [--token-audience AUD [--token-cache-type ServiceAccount|Token] [--require-service-account[=BOOL]]
-//!      [--required-annotation KEY]... [--optional-annotation KEY]...] [--format yaml|json] [--output FILE]
+//!      [--required-annotation KEY]... [--optional-annotation KEY]...
+//!      [--rbac-out FILE [--rbac-service-account NAMESPACE/NAME]...]] [--pullcred-config-out FILE]
+//!     [--format yaml|json] [--output FILE]
 //! pullcred match IMAGE --config PATH [--bin-dir DIR] [--feature-gates GATES] [--fetch]
 //!     [--service-account-token-file FILE] [--service-account-annotation KEY=VALUE]...
 //! ```
@@ -103,11 +105,20 @@ enum ConfigFormat {
     Json,
 }
 
+/// A `--cloud` value: a cloud, or a keyless source of the pullcred config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CloudArg {
+    Cloud(Cloud),
+    Keyless(generate::Keyless),
+}
+
 #[derive(Args, Debug)]
 struct GenerateArgs {
-    /// Sources to cover (comma-separated or repeated): aws, gcp, azure, generic.
-    #[arg(long, required = true, value_delimiter = ',', value_parser = parse_cloud)]
-    cloud: Vec<Cloud>,
+    /// Sources to cover (comma-separated or repeated): aws, gcp, azure,
+    /// generic, and the keyless sources vault and exchange (their --registry
+    /// hosts, served through pullcred's config file; need --token-audience).
+    #[arg(long, required = true, value_delimiter = ',', value_parser = parse_cloud_arg)]
+    cloud: Vec<CloudArg>,
     /// The provider entry's name (the plugin binary's file name).
     #[arg(long, default_value = generate::DEFAULT_NAME)]
     name: String,
@@ -141,6 +152,18 @@ struct GenerateArgs {
     required_annotation: Vec<String>,
     #[arg(long, value_name = "KEY", requires = "token_audience")]
     optional_annotation: Vec<String>,
+    /// Also write the RBAC (ClusterRole and ClusterRoleBinding to group
+    /// system:nodes) that lets the kubelets request tokens for the audience.
+    #[arg(long, value_name = "FILE", requires = "token_audience")]
+    rbac_out: Option<PathBuf>,
+    /// Grant the audience only for this service account (repeatable): the
+    /// RBAC becomes a Role and RoleBinding per namespace with resourceNames.
+    #[arg(long, value_name = "NAMESPACE/NAME", requires = "rbac_out")]
+    rbac_service_account: Vec<String>,
+    /// Write a starting pullcred config file (for vault, exchange, or aws
+    /// with the EKS Pod Identity audience), mode 0600.
+    #[arg(long, value_name = "FILE")]
+    pullcred_config_out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = ConfigFormat::Yaml)]
     format: ConfigFormat,
     /// Write to FILE instead of stdout.
@@ -173,8 +196,13 @@ struct MatchArgs {
     timeout_secs: u64,
 }
 
-fn parse_cloud(s: &str) -> Result<Cloud, String> {
-    Cloud::parse(s).ok_or_else(|| format!("unknown cloud {s:?} (aws, gcp, azure, generic)"))
+fn parse_cloud_arg(s: &str) -> Result<CloudArg, String> {
+    if let Some(c) = Cloud::parse(s) {
+        return Ok(CloudArg::Cloud(c));
+    }
+    generate::Keyless::parse(s)
+        .map(CloudArg::Keyless)
+        .ok_or_else(|| format!("unknown cloud {s:?} (aws, gcp, azure, generic, vault, exchange)"))
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
@@ -267,6 +295,9 @@ fn validate_cmd(a: ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -> i3
             return 2;
         }
     };
+    if let Some(text) = pullcred_config_text(&a.path) {
+        return validate_pullcred(&a, &text, out);
+    }
     let report = validate::validate_path(&a.path, &opts);
     if a.json || a.format == ReportFormat::Json {
         let findings: Vec<serde_json::Value> = report
@@ -314,8 +345,99 @@ fn validate_cmd(a: ValidateArgs, out: &mut dyn Write, err: &mut dyn Write) -> i3
     i32::from(report.errors() > 0 || (a.strict && report.warnings() > 0))
 }
 
+/// The file's text when `path` is a pullcred config file (its `kind` says
+/// so) rather than a kubelet config.
+fn pullcred_config_text(path: &std::path::Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > crate::pullcred::MAX_BYTES {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    crate::pullcred::looks_like(&text).then_some(text)
+}
+
+/// `config validate FILE` for pullcred's own config file: the provider's
+/// decoding and checks, and the file's ownership and mode as the provider
+/// will check them.
+fn validate_pullcred(a: &ValidateArgs, text: &str, out: &mut dyn Write) -> i32 {
+    use crate::pullcred::{self, Problem};
+    let mut problems = match pullcred::parse(text) {
+        Ok(c) => pullcred::check(&c),
+        Err(e) => vec![Problem::error("file", e)],
+    };
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(&a.path) {
+        use std::os::unix::fs::MetadataExt;
+        if meta.mode() & 0o077 != 0 {
+            problems.push(Problem::error(
+                "file",
+                format!(
+                    "mode {:04o}: pullcred reads its config only when group and others have no access (chmod 600): it decides where pods' tokens are sent",
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    let errors = problems.iter().filter(|p| !p.warning).count();
+    let warnings = problems.len() - errors;
+    if a.json || a.format == ReportFormat::Json {
+        let findings: Vec<serde_json::Value> = problems
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "severity": if p.warning { "warning" } else { "error" },
+                    "file": a.path.display().to_string(),
+                    "field": p.at,
+                    "why": p.what,
+                    "message": format!("{}: {p}", a.path.display()),
+                })
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "path": a.path.display().to_string(),
+            "kind": pullcred::KIND,
+            "errors": errors,
+            "warnings": warnings,
+            "findings": findings,
+        });
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        );
+    } else {
+        for p in &problems {
+            let sev = if p.warning { "warning" } else { "error" };
+            let _ = writeln!(out, "{sev}: {}: {p}", a.path.display());
+        }
+        let _ = writeln!(
+            out,
+            "{}: pullcred config: {errors} error(s), {warnings} warning(s)",
+            a.path.display()
+        );
+    }
+    i32::from(errors > 0 || (a.strict && warnings > 0))
+}
+
 fn generate_cmd(a: GenerateArgs, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let mut opts = GenerateOptions::new(a.cloud);
+    let mut clouds = Vec::new();
+    let mut keyless = Vec::new();
+    for c in a.cloud {
+        match c {
+            CloudArg::Cloud(c) if !clouds.contains(&c) => clouds.push(c),
+            CloudArg::Keyless(k) if !keyless.contains(&k) => keyless.push(k),
+            _ => {}
+        }
+    }
+    if keyless.len() > 1 {
+        let _ = writeln!(
+            err,
+            "pullcred: config generate: --registry hosts would belong to both vault and exchange: generate one of them at a time"
+        );
+        return 2;
+    }
+    let mut opts = GenerateOptions::new(clouds);
+    opts.keyless = keyless.first().copied();
     opts.name = a.name;
     opts.registries = a.registry;
     opts.docker_hub = a.docker_hub;
@@ -337,10 +459,51 @@ fn generate_cmd(a: GenerateArgs, out: &mut dyn Write, err: &mut dyn Write) -> i3
             return 2;
         }
     };
+    // Everything is rendered before anything is written.
+    let rbac = match (&opts.token, &a.rbac_out) {
+        (Some(t), Some(_)) => {
+            let accounts: Result<Vec<_>, _> = a
+                .rbac_service_account
+                .iter()
+                .map(|s| generate::parse_service_account(s))
+                .collect();
+            match accounts
+                .and_then(|sa| generate::rbac_yaml(&t.audience, &sa, &opts.command_line()))
+            {
+                Ok(y) => Some(y),
+                Err(e) => {
+                    let _ = writeln!(err, "pullcred: config generate: {e}");
+                    return 2;
+                }
+            }
+        }
+        _ => None,
+    };
+    let skeleton = generate::pullcred_config_skeleton(&opts);
+    if a.pullcred_config_out.is_some() && skeleton.is_none() {
+        let _ = writeln!(
+            err,
+            "pullcred: config generate: --pullcred-config-out: the chosen sources need no pullcred config (it is for vault, exchange, or aws with --token-audience {})",
+            crate::pullcred::eks::POD_IDENTITY_AUDIENCE
+        );
+        return 2;
+    }
     let text = match a.format {
         ConfigFormat::Yaml => generate::render_yaml(&config, &opts.command_line()),
         ConfigFormat::Json => generate::render_json(&config),
     };
+    if let (Some(path), Some(y)) = (&a.rbac_out, &rbac)
+        && let Err(e) = std::fs::write(path, y)
+    {
+        let _ = writeln!(err, "pullcred: config generate: {}: {e}", path.display());
+        return 1;
+    }
+    if let (Some(path), Some(y)) = (&a.pullcred_config_out, &skeleton)
+        && let Err(e) = write_private(path, y)
+    {
+        let _ = writeln!(err, "pullcred: config generate: {}: {e}", path.display());
+        return 1;
+    }
     match a.output {
         None => {
             let _ = out.write_all(text.as_bytes());
@@ -352,7 +515,42 @@ fn generate_cmd(a: GenerateArgs, out: &mut dyn Write, err: &mut dyn Write) -> i3
             }
         }
     }
+    // What the operator still has to do, on stderr (stdout is the config).
+    if let (Some(t), None) = (&opts.token, &a.rbac_out) {
+        let _ = writeln!(
+            err,
+            "pullcred: note: the kubelets need RBAC to request tokens for the audience {:?} (verb {}); write it with --rbac-out FILE and kubectl apply -f FILE",
+            t.audience,
+            generate::AUDIENCE_VERB
+        );
+    }
+    if skeleton.is_some() && a.pullcred_config_out.is_none() {
+        let _ = writeln!(
+            err,
+            "pullcred: note: this provider entry reads {}; write a starting file with --pullcred-config-out FILE",
+            generate::PULLCRED_CONFIG_PATH
+        );
+    }
     0
+}
+
+/// Writes a file only its owner may read (a pullcred config: the provider
+/// refuses one that group or others can read).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        o.mode(0o600);
+        let mut f = o.open(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(text.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        o.open(path)?.write_all(text.as_bytes())
+    }
 }
 
 /// Why a provider entry is or is not run for an image.

@@ -30,7 +30,54 @@ pub struct GenerateOptions {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub token: Option<TokenOptions>,
+    /// A keyless source served from pullcred's own config file
+    /// (`--cloud vault` or `--cloud exchange`): `registries` are its hosts.
+    pub keyless: Option<Keyless>,
 }
+
+/// A source whose registries and settings live in pullcred's config file
+/// (`kubelet-config/src/pullcred/`), reached with the pod's service-account
+/// token: the provider entry gets `tokenAttributes` and `--config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Keyless {
+    /// HashiCorp Vault or OpenBao (`vault:` in the pullcred config).
+    Vault,
+    /// An OAuth 2.0 token exchange, RFC 8693 or Artifactory (`exchanges:`).
+    Exchange,
+}
+
+impl Keyless {
+    pub const ALL: [Keyless; 2] = [Keyless::Vault, Keyless::Exchange];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Keyless::Vault => "vault",
+            Keyless::Exchange => "exchange",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Keyless> {
+        Keyless::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// Service account annotations the source reads.
+    pub fn annotation_keys(self) -> &'static [&'static str] {
+        match self {
+            Keyless::Vault => &[crate::pullcred::vault::VAULT_ROLE_ANNOTATION],
+            Keyless::Exchange => &[],
+        }
+    }
+}
+
+impl fmt::Display for Keyless {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where the generated provider entry tells pullcred to read its config
+/// file (`args: [--config, PATH]`).
+pub const PULLCRED_CONFIG_PATH: &str = "/etc/pullcred/config.yaml";
 
 impl GenerateOptions {
     pub fn new(clouds: Vec<Cloud>) -> GenerateOptions {
@@ -44,13 +91,31 @@ impl GenerateOptions {
             args: Vec::new(),
             env: Vec::new(),
             token: None,
+            keyless: None,
         }
+    }
+
+    /// Whether the provider entry reads pullcred's config file: a keyless
+    /// source, or ECR through EKS Pod Identity (its audience).
+    pub fn uses_pullcred_config(&self) -> bool {
+        self.keyless.is_some() || self.eks_pod_identity()
+    }
+
+    /// ECR with the EKS Pod Identity audience: the pullcred config's
+    /// `eksPodIdentity` section serves it.
+    pub fn eks_pod_identity(&self) -> bool {
+        self.clouds.contains(&Cloud::Aws)
+            && self
+                .token
+                .as_ref()
+                .is_some_and(|t| t.audience == crate::pullcred::eks::POD_IDENTITY_AUDIENCE)
     }
 
     /// The command line that produces this config (for its header).
     pub fn command_line(&self) -> String {
         let mut c = String::from("pullcred config generate");
-        let clouds: Vec<&str> = self.clouds.iter().map(|c| c.name()).collect();
+        let mut clouds: Vec<&str> = self.clouds.iter().map(|c| c.name()).collect();
+        clouds.extend(self.keyless.map(Keyless::name));
         let _ = write!(c, " --cloud {}", clouds.join(","));
         if self.name != DEFAULT_NAME {
             let _ = write!(c, " --name {}", self.name);
@@ -108,20 +173,43 @@ pub struct TokenOptions {
 pub enum GenerateError {
     NoCloud,
     NoGenericRegistry,
-    NeedsCloud { flag: &'static str, cloud: Cloud },
-    BadRegistry { registry: String, why: String },
-    BadMirror { mirror: String, why: String },
+    NeedsCloud {
+        flag: &'static str,
+        cloud: Cloud,
+    },
+    BadRegistry {
+        registry: String,
+        why: String,
+    },
+    BadMirror {
+        mirror: String,
+        why: String,
+    },
     BadName(String),
-    BadDuration { value: String, why: String },
+    BadDuration {
+        value: String,
+        why: String,
+    },
     BadCacheType(String),
-    BadAnnotation { key: String, why: String },
+    BadAnnotation {
+        key: String,
+        why: String,
+    },
     EmptyAudience,
+    /// `--cloud vault|exchange` without `--token-audience`.
+    KeylessNeedsAudience(Keyless),
+    /// `--cloud vault|exchange` without a `--registry`.
+    KeylessNeedsRegistry(Keyless),
+    /// Two sources would share the `--registry` hosts.
+    AmbiguousRegistries(String),
 }
 
 impl fmt::Display for GenerateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GenerateError::NoCloud => f.write_str("--cloud is required (aws, gcp, azure, generic)"),
+            GenerateError::NoCloud => {
+                f.write_str("--cloud is required (aws, gcp, azure, generic, vault, exchange)")
+            }
             GenerateError::NoGenericRegistry => f.write_str(
                 "--cloud generic needs at least one --registry HOST[/PATH] or --docker-hub",
             ),
@@ -145,6 +233,18 @@ impl fmt::Display for GenerateError {
             ),
             GenerateError::BadAnnotation { key, why } => write!(f, "annotation key {key:?}: {why}"),
             GenerateError::EmptyAudience => f.write_str("--token-audience must not be empty"),
+            GenerateError::KeylessNeedsAudience(k) => write!(
+                f,
+                "--cloud {k} needs --token-audience AUD: pullcred reaches {k} with the pod's service-account token for that audience"
+            ),
+            GenerateError::KeylessNeedsRegistry(k) => write!(
+                f,
+                "--cloud {k} needs at least one --registry HOST[/PATH] (the registries {k} serves) or --docker-hub"
+            ),
+            GenerateError::AmbiguousRegistries(what) => write!(
+                f,
+                "--registry hosts would belong to both {what}: generate one of them at a time"
+            ),
         }
     }
 }
@@ -159,7 +259,7 @@ fn push_unique(list: &mut Vec<String>, s: &str) {
 
 /// Builds the config.
 pub fn build(opts: &GenerateOptions) -> Result<CredentialProviderConfig, GenerateError> {
-    if opts.clouds.is_empty() {
+    if opts.clouds.is_empty() && opts.keyless.is_none() {
         return Err(GenerateError::NoCloud);
     }
     let has = |c: Cloud| opts.clouds.contains(&c);
@@ -167,7 +267,19 @@ pub fn build(opts: &GenerateOptions) -> Result<CredentialProviderConfig, Generat
     if name.is_empty() || name.contains(['/', ' ']) || name == "." || name == ".." {
         return Err(GenerateError::BadName(name.clone()));
     }
-    if !has(Cloud::Generic) {
+    if let Some(k) = opts.keyless {
+        if has(Cloud::Generic) {
+            return Err(GenerateError::AmbiguousRegistries(format!(
+                "generic and {k}"
+            )));
+        }
+        if opts.registries.is_empty() && !opts.docker_hub {
+            return Err(GenerateError::KeylessNeedsRegistry(k));
+        }
+        if opts.token.is_none() {
+            return Err(GenerateError::KeylessNeedsAudience(k));
+        }
+    } else if !has(Cloud::Generic) {
         if !opts.registries.is_empty() {
             return Err(GenerateError::NeedsCloud {
                 flag: "--registry",
@@ -186,6 +298,22 @@ pub fn build(opts: &GenerateOptions) -> Result<CredentialProviderConfig, Generat
 
     let mut images = Vec::new();
     let mut args = Vec::new();
+    if opts.uses_pullcred_config() && !opts.args.iter().any(|a| a.starts_with("--config")) {
+        args.push("--config".to_string());
+        args.push(PULLCRED_CONFIG_PATH.to_string());
+    }
+    if opts.keyless.is_some() {
+        for r in &opts.registries {
+            check_glob(r).map_err(|why| GenerateError::BadRegistry {
+                registry: r.clone(),
+                why,
+            })?;
+            push_unique(&mut images, r);
+        }
+        if opts.docker_hub {
+            push_unique(&mut images, "docker.io");
+        }
+    }
     for &cloud in &opts.clouds {
         match cloud {
             Cloud::Generic => {
@@ -220,7 +348,7 @@ pub fn build(opts: &GenerateOptions) -> Result<CredentialProviderConfig, Generat
         let served = crate::sources::served_clouds(host);
         let ok = !host.is_empty()
             && !target.contains('*')
-            && (served.iter().any(|c| has(*c)) || has(Cloud::Generic));
+            && (served.iter().any(|c| has(*c)) || has(Cloud::Generic) || opts.keyless.is_some());
         if !ok {
             return Err(GenerateError::BadMirror {
                 mirror,
@@ -250,6 +378,9 @@ pub fn build(opts: &GenerateOptions) -> Result<CredentialProviderConfig, Generat
             .clouds
             .iter()
             .map(|c| c.source().default_cache_duration)
+            // A keyless source's answers carry their own cacheDuration;
+            // this is the fallback.
+            .chain(opts.keyless.map(|_| KEYLESS_DEFAULT_CACHE_DURATION))
             .min_by_key(|d| GoDuration::parse(d).unwrap_or(GoDuration::ZERO))
             .unwrap_or("5m")
             .to_string(),
@@ -257,7 +388,7 @@ pub fn build(opts: &GenerateOptions) -> Result<CredentialProviderConfig, Generat
 
     let token_attributes = match &opts.token {
         None => None,
-        Some(t) => Some(token_attributes(t, &opts.clouds)?),
+        Some(t) => Some(token_attributes(t, &opts.clouds, opts.keyless)?),
     };
 
     Ok(CredentialProviderConfig {
@@ -290,7 +421,14 @@ fn check_glob(glob: &str) -> Result<(), String> {
     crate::matching::check_glob_patterns(glob).map_err(|e| e.to_string())
 }
 
-fn token_attributes(t: &TokenOptions, clouds: &[Cloud]) -> Result<TokenAttributes, GenerateError> {
+/// `defaultCacheDuration` for a keyless source (its answers say how long).
+pub const KEYLESS_DEFAULT_CACHE_DURATION: &str = "5m";
+
+fn token_attributes(
+    t: &TokenOptions,
+    clouds: &[Cloud],
+    keyless: Option<Keyless>,
+) -> Result<TokenAttributes, GenerateError> {
     if t.audience.is_empty() {
         return Err(GenerateError::EmptyAudience);
     }
@@ -316,6 +454,9 @@ fn token_attributes(t: &TokenOptions, clouds: &[Cloud]) -> Result<TokenAttribute
             for k in c.source().annotation_keys {
                 push_unique(&mut optional, k);
             }
+        }
+        for k in keyless.iter().flat_map(|k| k.annotation_keys()) {
+            push_unique(&mut optional, k);
         }
     }
     for k in required.iter().chain(&optional) {
@@ -412,6 +553,254 @@ pub fn render_json(config: &CredentialProviderConfig) -> String {
     let mut s = serde_json::to_string_pretty(config).unwrap_or_default();
     s.push('\n');
     s
+}
+
+/// The RBAC verb the API server checks when a node asks for a service
+/// account token with an audience no pod on it references
+/// (ServiceAccountNodeAudienceRestriction, in the NodeRestriction admission
+/// plugin). The check's attributes, as kubernetes/website
+/// `content/en/docs/reference/access-authn-authz/node.md` ("Allowing
+/// additional audiences with RBAC") lists them: verb this, API group `""`,
+/// resource the audience, name the service account's name, namespace its
+/// namespace. kubernetes/kubernetes `test/integration/auth/node_test.go`
+/// grants it with exactly such a rule (`resourceNames` the account).
+pub const AUDIENCE_VERB: &str = "request-serviceaccounts-token-audience";
+/// The group every kubelet's credential is in.
+pub const NODES_GROUP: &str = "system:nodes";
+
+/// Why the RBAC cannot be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RbacError {
+    EmptyAudience,
+    /// `--rbac-service-account` is not `NAMESPACE/NAME`.
+    BadServiceAccount(String),
+}
+
+impl fmt::Display for RbacError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RbacError::EmptyAudience => f.write_str("the token audience must not be empty"),
+            RbacError::BadServiceAccount(s) => write!(
+                f,
+                "--rbac-service-account {s:?}: want NAMESPACE/NAME (a namespace and a service account name, lower-case DNS labels/subdomains)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RbacError {}
+
+/// Parses `NAMESPACE/NAME` for `--rbac-service-account`.
+pub fn parse_service_account(s: &str) -> Result<(String, String), RbacError> {
+    let bad = || RbacError::BadServiceAccount(s.to_string());
+    let (ns, name) = s.split_once('/').ok_or_else(bad)?;
+    let dns = |v: &str, max: usize| {
+        !v.is_empty()
+            && v.len() <= max
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && v.as_bytes()[0].is_ascii_alphanumeric()
+            && v.as_bytes()[v.len() - 1].is_ascii_alphanumeric()
+    };
+    if !dns(ns, 63) || ns.contains('.') || !dns(name, 253) {
+        return Err(bad());
+    }
+    Ok((ns.to_string(), name.to_string()))
+}
+
+/// FNV-1a, 32 bits: a stable short tag for a name (not for security).
+fn fnv32(s: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in s.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The RBAC objects' name for an audience: `pullcred-audience-SLUG-HASH`, a
+/// valid object name whatever the audience holds (`api://...`, URLs), and
+/// distinct for distinct audiences.
+pub fn rbac_name(audience: &str) -> String {
+    let mut slug = String::new();
+    for c in audience.to_ascii_lowercase().chars() {
+        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+        if !(c == '-' && (slug.is_empty() || slug.ends_with('-'))) {
+            slug.push(c);
+        }
+    }
+    let slug: String = slug.chars().take(40).collect();
+    let slug = slug.trim_end_matches('-');
+    if slug.is_empty() {
+        format!("pullcred-audience-{:08x}", fnv32(audience))
+    } else {
+        format!("pullcred-audience-{slug}-{:08x}", fnv32(audience))
+    }
+}
+
+/// The RBAC that lets the kubelets (group `system:nodes`) request service
+/// account tokens for `audience`, as YAML documents for `kubectl apply -f`.
+///
+/// No `service_accounts`: a ClusterRole and a ClusterRoleBinding, for every
+/// service account. With `NAMESPACE/NAME` pairs: per namespace, a Role
+/// whose `resourceNames` are those accounts and a RoleBinding (the check
+/// is made in the service account's namespace), so nodes get tokens for
+/// that audience for those accounts only. Sorted: the same input gives the
+/// same bytes.
+pub fn rbac_yaml(
+    audience: &str,
+    service_accounts: &[(String, String)],
+    command_line: &str,
+) -> Result<String, RbacError> {
+    if audience.is_empty() {
+        return Err(RbacError::EmptyAudience);
+    }
+    let name = rbac_name(audience);
+    let mut y = String::new();
+    let _ = writeln!(y, "# Generated by: {command_line}");
+    let _ = writeln!(
+        y,
+        "# Lets the kubelets (group {NODES_GROUP}) request service account tokens for the audience {}",
+        q(audience)
+    );
+    y.push_str("# (the API server's ServiceAccountNodeAudienceRestriction). Apply with: kubectl apply -f FILE\n");
+    let rule = |y: &mut String, names: &[&str]| {
+        y.push_str("rules:\n");
+        y.push_str("  - apiGroups: [\"\"]\n");
+        let _ = writeln!(y, "    resources: [{}]", q(audience));
+        let _ = writeln!(y, "    verbs: [{}]", q(AUDIENCE_VERB));
+        if !names.is_empty() {
+            let list: Vec<String> = names.iter().map(|n| q(n)).collect();
+            let _ = writeln!(y, "    resourceNames: [{}]", list.join(", "));
+        }
+    };
+    let binding = |y: &mut String, role_kind: &str| {
+        y.push_str("roleRef:\n");
+        y.push_str("  apiGroup: rbac.authorization.k8s.io\n");
+        let _ = writeln!(y, "  kind: {role_kind}");
+        let _ = writeln!(y, "  name: {}", q(&name));
+        y.push_str("subjects:\n");
+        y.push_str("  - apiGroup: rbac.authorization.k8s.io\n");
+        y.push_str("    kind: Group\n");
+        let _ = writeln!(y, "    name: {}", q(NODES_GROUP));
+    };
+    let labels = |y: &mut String| {
+        y.push_str("  labels:\n");
+        y.push_str("    app.kubernetes.io/managed-by: pullcred\n");
+    };
+    if service_accounts.is_empty() {
+        y.push_str("---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n");
+        let _ = writeln!(y, "  name: {}", q(&name));
+        labels(&mut y);
+        rule(&mut y, &[]);
+        y.push_str(
+            "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n",
+        );
+        let _ = writeln!(y, "  name: {}", q(&name));
+        labels(&mut y);
+        binding(&mut y, "ClusterRole");
+        return Ok(y);
+    }
+    let mut by_ns: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (ns, sa) in service_accounts {
+        let names = by_ns.entry(ns.as_str()).or_default();
+        if !names.contains(&sa.as_str()) {
+            names.push(sa.as_str());
+        }
+    }
+    for (ns, mut names) in by_ns {
+        names.sort_unstable();
+        y.push_str("---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n");
+        let _ = writeln!(y, "  name: {}\n  namespace: {}", q(&name), q(ns));
+        labels(&mut y);
+        rule(&mut y, &names);
+        y.push_str("---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n");
+        let _ = writeln!(y, "  name: {}\n  namespace: {}", q(&name), q(ns));
+        labels(&mut y);
+        binding(&mut y, "Role");
+    }
+    Ok(y)
+}
+
+/// A starting pullcred config file (`--config`) for the keyless source or
+/// EKS Pod Identity that `opts` chose, with placeholders to fill in; `None`
+/// when the provider entry needs no pullcred config. `pullcred config
+/// validate` accepts it as written.
+pub fn pullcred_config_skeleton(opts: &GenerateOptions) -> Option<String> {
+    if !opts.uses_pullcred_config() {
+        return None;
+    }
+    let mut registries: Vec<String> = opts.registries.clone();
+    if opts.docker_hub {
+        push_unique(&mut registries, "docker.io");
+    }
+    let audience = opts
+        .token
+        .as_ref()
+        .map(|t| t.audience.as_str())
+        .unwrap_or("");
+    let mut y = String::new();
+    let _ = writeln!(
+        y,
+        "# pullcred config, generated by: {}",
+        opts.command_line()
+    );
+    let _ = writeln!(
+        y,
+        "# Install as {PULLCRED_CONFIG_PATH} (owned by the kubelet's user, chmod 600); replace the"
+    );
+    y.push_str(
+        "# example values (*.example.com, roles, paths), then: pullcred config validate FILE\n",
+    );
+    let _ = writeln!(y, "apiVersion: {}", crate::pullcred::API_VERSION);
+    let _ = writeln!(y, "kind: {}", crate::pullcred::KIND);
+    if opts.eks_pod_identity() {
+        y.push_str(
+            "# ECR through EKS Pod Identity: the pod identity association decides the role.\n",
+        );
+        y.push_str(
+            "# The cluster's name comes from clusterName, else PULLCRED_EKS_CLUSTER_NAME,\n",
+        );
+        y.push_str("# else the node's nodeadm NodeConfig.\n");
+        y.push_str("eksPodIdentity: {}\n");
+    }
+    let list = |y: &mut String| {
+        y.push_str("    registries:\n");
+        for r in &registries {
+            let _ = writeln!(y, "      - {}", q(r));
+        }
+    };
+    match opts.keyless {
+        None => {}
+        Some(Keyless::Vault) => {
+            y.push_str("vault:\n  - name: \"vault\"\n");
+            list(&mut y);
+            y.push_str("    # Your Vault or OpenBao server.\n");
+            y.push_str("    address: \"https://vault.example.com:8200\"\n");
+            let _ = writeln!(
+                y,
+                "    # Per-pod login with the pod's service-account token (audience {}) through\n    # Vault's kubernetes auth method: the role is the service account's\n    # {} annotation, else defaultRole. Bind the role to the\n    # service accounts that may pull, with that audience.",
+                q(audience),
+                crate::pullcred::vault::VAULT_ROLE_ANNOTATION
+            );
+            y.push_str("    pod:\n      method: \"kubernetes\"\n      defaultRole: \"pullcred\"\n");
+            y.push_str("    # A KV v2 secret with the fields username and password.\n");
+            y.push_str("    secret:\n      mount: \"secret\"\n      path: \"registries/{namespace}/{serviceAccount}\"\n");
+        }
+        Some(Keyless::Exchange) => {
+            y.push_str("exchanges:\n  - name: \"exchange\"\n");
+            list(&mut y);
+            let _ = writeln!(
+                y,
+                "    # The token endpoint (RFC 8693) that trusts the cluster's service account\n    # issuer for the audience {}. For JFrog Artifactory: flavor: artifactory,\n    # tokenUrl: https://EXAMPLE.jfrog.io and providerName.",
+                q(audience)
+            );
+            y.push_str("    tokenUrl: \"https://sts.example.com/oauth2/token\"\n");
+            y.push_str("    # The pod's service-account token goes in.\n");
+            y.push_str("    subjectToken: \"pod\"\n");
+        }
+    }
+    Some(y)
 }
 
 /// The example configs shipped in `kubelet-config/examples/`: file name and
@@ -570,5 +959,89 @@ mod tests {
             ..TokenOptions::default()
         });
         assert!(matches!(build(&o), Err(GenerateError::BadCacheType(_))));
+    }
+
+    #[test]
+    fn rbac_names_are_object_names_and_distinct() {
+        for aud in [
+            "sts.amazonaws.com",
+            "api://AzureADTokenExchange",
+            "https://x.example/a?b",
+            "---",
+            "",
+        ] {
+            let n = rbac_name(aud);
+            assert!(n.len() <= 253, "{n}");
+            assert!(
+                n.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "{n}"
+            );
+            assert!(
+                !n.ends_with('-') && n.starts_with("pullcred-audience-"),
+                "{n}"
+            );
+        }
+        assert_ne!(rbac_name("A.example"), rbac_name("a.example"));
+        assert_eq!(rbac_name("a"), rbac_name("a"));
+        assert_eq!(rbac_yaml("", &[], "x"), Err(RbacError::EmptyAudience));
+        let y = rbac_yaml("aud", &[], "x").unwrap();
+        assert!(y.contains("verbs: [\"request-serviceaccounts-token-audience\"]"));
+        assert!(y.contains("resources: [\"aud\"]") && y.contains("apiGroups: [\"\"]"));
+        assert!(!y.contains("resourceNames"));
+    }
+
+    #[test]
+    fn service_account_arguments() {
+        assert_eq!(
+            parse_service_account("team-a/builder"),
+            Ok(("team-a".into(), "builder".into()))
+        );
+        for bad in ["builder", "a/b/c", "A/b", "a.b/c", "a/-b", "/b", "a/"] {
+            assert!(parse_service_account(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keyless_entries_validate_and_have_skeletons() {
+        for k in Keyless::ALL {
+            let mut o = GenerateOptions::new(vec![]);
+            o.keyless = Some(k);
+            o.registries = vec!["registry.example.com".into()];
+            o.token = Some(TokenOptions {
+                audience: "aud".into(),
+                ..TokenOptions::default()
+            });
+            let c = build(&o).unwrap();
+            let (_, findings) = validate_text(
+                &render_yaml(&c, &o.command_line()),
+                &ValidateOptions::default(),
+            );
+            assert!(findings.is_empty(), "{k}: {findings:#?}");
+            let p = &c.providers[0];
+            assert_eq!(p.args, ["--config", PULLCRED_CONFIG_PATH]);
+            let t = p.token_attributes.as_ref().unwrap();
+            assert_eq!(
+                (t.cache_type.as_str(), t.require_service_account),
+                ("ServiceAccount", Some(true))
+            );
+            let skeleton = pullcred_config_skeleton(&o).unwrap();
+            let parsed = crate::pullcred::parse(&skeleton).unwrap();
+            assert!(crate::pullcred::check(&parsed).is_empty(), "{k}");
+        }
+        assert!(pullcred_config_skeleton(&GenerateOptions::new(vec![Cloud::Aws])).is_none());
+        // --config given by the operator is not doubled
+        let mut o = GenerateOptions::new(vec![]);
+        o.keyless = Some(Keyless::Vault);
+        o.registries = vec!["r.example.com".into()];
+        o.args = vec!["--config=/etc/other.yaml".into()];
+        o.token = Some(TokenOptions {
+            audience: "a".into(),
+            ..TokenOptions::default()
+        });
+        assert_eq!(
+            build(&o).unwrap().providers[0].args,
+            ["--config=/etc/other.yaml"]
+        );
     }
 }

@@ -11,6 +11,9 @@
 //! - [`validate`]: the kubelet's rules and pullcred's warnings, as findings.
 //! - [`sources`]: the registries of each cloud and their host forms.
 //! - [`generate`]: configs covering those host forms.
+//! - [`pullcred`]: pullcred's own config file (`--config`): its schema and checks.
+//! - [`kubeconfig`]: a kubeconfig's current context (for `doctor --kubeconfig`).
+//! - [`merge`]: merging provider entries into an existing config (`pullcred install --merge`).
 //! - [`exec`]: running a plugin as the kubelet does.
 //! - [`cli`]: the subcommands; the only place that prints or picks exit codes.
 
@@ -19,7 +22,11 @@ pub mod config;
 pub mod duration;
 pub mod exec;
 pub mod generate;
+pub mod kubeconfig;
 pub mod load;
 pub mod matching;
+// installer (issue #19 item 2): `pullcred install --merge`
+pub mod merge;
+pub mod pullcred;
 pub mod sources;
 pub mod validate;

@@ -180,3 +180,25 @@ pub fn config_files(path: &Path) -> Result<(Mode, Vec<PathBuf>), LoadError> {
         names.into_iter().map(|n| path.join(n)).collect(),
     ))
 }
+/// The kubelet config files `files` (from [`config_files`]), each read and
+/// decoded strictly as the kubelet would, in order: the configs that
+/// decoded, and one line (`FILE: why`) for each file that did not.
+pub fn decode_each(
+    files: &[PathBuf],
+) -> (
+    Vec<(PathBuf, crate::config::CredentialProviderConfig)>,
+    Vec<String>,
+) {
+    let mut configs = Vec::new();
+    let mut problems = Vec::new();
+    for file in files {
+        match read_text(file)
+            .map_err(|e| e.reason())
+            .and_then(|text| crate::config::decode_strict(&text))
+        {
+            Ok(c) => configs.push((file.clone(), c)),
+            Err(e) => problems.push(format!("{}: {e}", file.display())),
+        }
+    }
+    (configs, problems)
+}

@@ -63,6 +63,15 @@ TARGET_HIT_RATIO = 0.25  # pullcred hit median <= 1/4 of ecr-login's
 TARGET_HIT_RSS_MIB = 5.0
 TARGET_BINARY_MIB = 12.0
 TARGET_CONCURRENT_CALLS = 1
+# The static binary (release/static.sh), issue #19: its hit against a static
+# C program that exits at once, interleaved; its peak RSS; its size.
+TARGET_STATIC_HIT_VS_NOOP = 1.3
+TARGET_STATIC_RSS_MIB = 4.0
+TARGET_STATIC_BINARY_MIB = 8.0
+STATIC_BINS = [
+    ROOT / "target" / "static" / "x86_64-unknown-linux-gnu" / "release" / "pullcred",
+    ROOT / "target" / "static-pie" / "x86_64-unknown-linux-gnu" / "release" / "pullcred",
+]
 
 
 def log(*a):
@@ -277,6 +286,24 @@ def elf_has_symtab(path: Path):
         if name == b".symtab":
             return True
     return False
+
+
+def elf_kind(path: Path):
+    """"static non-PIE", "static-pie", "dynamic (PIE)" or "dynamic (non-PIE)"
+    from the ELF header: e_type, and whether a PT_INTERP segment asks for a
+    loader."""
+    with open(path, "rb") as f:
+        data = f.read(1 << 16)
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return "not a 64-bit little-endian ELF file"
+    e_type, = struct.unpack_from("<H", data, 16)
+    e_phoff, = struct.unpack_from("<Q", data, 0x20)
+    e_phentsize, e_phnum = struct.unpack_from("<HH", data, 0x36)
+    interp = any(struct.unpack_from("<I", data, e_phoff + i * e_phentsize)[0] == 3 for i in range(e_phnum))
+    pie = e_type == 3  # ET_DYN
+    if interp:
+        return "dynamic (PIE)" if pie else "dynamic (non-PIE)"
+    return "static-pie" if pie else "static non-PIE"
 
 
 # --------------------------------------------------------------------------
@@ -523,6 +550,9 @@ def main():
     ap.add_argument("--bin", type=Path, default=ROOT / "target" / "release" / "pullcred", help="pullcred binary")
     ap.add_argument("--hit-runs", type=int, help="timed cache-hit execs per tool (default 300, --quick 50)")
     ap.add_argument("--miss-runs", type=int, help="timed cache-miss execs against moto (default 40, --quick 10)")
+    ap.add_argument("--static-bin", type=Path, action="append",
+                    help="a static pullcred to measure too (repeatable; default: release/static.sh's outputs "
+                         "target/static and target/static-pie, those that exist)")
     args = ap.parse_args()
 
     hit_runs = args.hit_runs or (50 if args.quick else 300)
@@ -539,6 +569,10 @@ def main():
     if not binp.is_file():
         raise SystemExit(f"bench: {binp} is missing (build it, or drop --no-build)")
     pullcred = str(binp)
+    statics = [p.resolve() for p in (args.static_bin or [b for b in STATIC_BINS if b.is_file()])]
+    for p in statics:
+        if not p.is_file():
+            raise SystemExit(f"bench: static binary {p} is missing (release/static.sh builds it)")
 
     load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="pullcred-bench-"))  # 0700
@@ -604,10 +638,20 @@ def main():
                 hello = str(work / "hello-rust")
         log(f"cache hits: {warmup} warm-up + {hit_runs} timed execs per tool, interleaved")
         hit_p, hit_e, hit_n, hit_h = [], [], [], []
+        hit_s = {p: [] for p in statics}
         for i in range(warmup + hit_runs):
-            order = ("p", "e", "n", "h") if i % 2 == 0 else ("h", "n", "e", "p")
+            order = ("p", "e", "n", "h", *statics)
+            if i % 2:
+                order = order[::-1]
             for who in order:
-                if who == "h":
+                if isinstance(who, Path):
+                    # The static binaries answer from the same cache.
+                    r = spawn([str(who)], env_hit, req)
+                    if pullcred_password(r, f"a cache hit of {who}") != token:
+                        raise SystemExit(f"bench: {who}'s cache hit returned a different token")
+                    if i >= warmup:
+                        hit_s[who].append(r.secs)
+                elif who == "h":
                     if hello:
                         r = spawn([hello], env_hit, b"")
                         if i >= warmup:
@@ -657,7 +701,30 @@ def main():
             rows.append(("Rust std hello world, median exec (floor for any Rust binary)",
                          summary(hit_h) + best, "(reference)", ""))
 
+        static_rows = []
+        for p in statics:
+            kind = elf_kind(p)
+            med_s = statistics.median(hit_s[p])
+            static_rows.append((f"{kind} pullcred cache hit, median exec ({p.relative_to(ROOT) if p.is_relative_to(ROOT) else p})",
+                                summary(hit_s[p]), "(reference)", ""))
+            if hit_n:
+                ratio = med_s / statistics.median(hit_n)
+                static_rows.append((f"{kind} hit / static no-op C program (medians, interleaved)", f"{ratio:.3f}",
+                                    f"<= {TARGET_STATIC_HIT_VS_NOOP:g}", verdict(ratio <= TARGET_STATIC_HIT_VS_NOOP)))
+        if statics and hit_n:
+            static_rows.append(("dynamic pullcred hit / static no-op C program (medians, interleaved)",
+                                f"{med_p / statistics.median(hit_n):.3f} ({elf_kind(binp)})", "(reference)", ""))
+
         log("peak RSS on hits")
+        for p in statics:
+            kind = elf_kind(p)
+            rss_s = max(spawn([str(p)], env_hit, req, rss_helper=rss_helper).maxrss_kib for _ in range(rss_hit_runs))
+            static_rows.append((f"{kind} pullcred peak RSS, cache hit", f"{mib(rss_s)} ({rss_s} KiB, max of {rss_hit_runs})",
+                                f"<= {TARGET_STATIC_RSS_MIB:g} MiB", verdict(rss_s <= TARGET_STATIC_RSS_MIB * 1024)))
+            size_s = p.stat().st_size
+            strip_s = {True: "not stripped", False: "stripped", None: "not ELF?"}[elf_has_symtab(p)]
+            static_rows.append((f"{kind} binary size", f"{size_s:,} B ({size_s / MIB:.2f} MiB), {strip_s}",
+                                f"<= {TARGET_STATIC_BINARY_MIB:g} MiB", verdict(size_s <= TARGET_STATIC_BINARY_MIB * MIB)))
         rss_hit = max(spawn([pullcred], env_hit, req, rss_helper=rss_helper).maxrss_kib for _ in range(rss_hit_runs))
         rss_rows = [("pullcred peak RSS, cache hit", f"{mib(rss_hit)} ({rss_hit} KiB, max of {rss_hit_runs})",
                      f"< {TARGET_HIT_RSS_MIB:g} MiB", verdict(rss_hit < TARGET_HIT_RSS_MIB * 1024))]
@@ -740,6 +807,7 @@ def main():
         rows.extend(other_source_rows(azure_rows, "azure (IMDS + Entra + ACR stand-ins) cache miss and hit",
                                       pullcred, home, work, src_miss_runs, src_hit_runs))
         rows.append(size_row)
+        rows.extend(static_rows)
     finally:
         if moto:
             moto.close()

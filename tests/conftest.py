@@ -79,6 +79,9 @@ def base_env(home):
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_CONFIG_FILE": str(Path(home) / "aws-config"),
         "AWS_SHARED_CREDENTIALS_FILE": str(Path(home) / "aws-credentials"),
+        # The contract's exact figures (refresh at 3/4 of a token's life);
+        # tests/test_jitter.py covers the spread refresh points.
+        "PULLCRED_REFRESH_JITTER": "0",
     }
 
 

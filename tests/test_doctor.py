@@ -25,7 +25,7 @@ def doctor(plugin, registry, image, cfg, *extra, env=None):
         subprocess.run([str(BIN), "config", "generate", "--cloud", "generic", "--registry", host, "-o", str(kube)],
                        check=True, capture_output=True)
     certs = plugin.cache_dir.parent / "certs.d"
-    p = subprocess.run([str(BIN), "doctor", image, "--config", str(kube), "--image-fs", str(plugin.cache_dir.parent),
+    p = subprocess.run([str(BIN), "doctor", image, "--kubelet-config", str(kube), "--image-fs", str(plugin.cache_dir.parent),
                         "--containerd-certs-dir", str(certs), *extra],
                        capture_output=True, text=True, env=e, timeout=60)
     assert_no_secret(p.stdout)
@@ -159,7 +159,7 @@ def test_no_provider_entry_matches(plugin, registry, tmp_path):
     kube = tmp_path / "other.yaml"
     subprocess.run([str(BIN), "config", "generate", "--cloud", "aws", "-o", str(kube)], check=True)
     e = dict(plugin.env, SSL_CERT_FILE=str(registry.ca), PULLCRED_DOCKER_CONFIG=str(cfg))
-    p = subprocess.run([str(BIN), "doctor", f"{registry.host}/team/app:1.0", "--config", str(kube)],
+    p = subprocess.run([str(BIN), "doctor", f"{registry.host}/team/app:1.0", "--kubelet-config", str(kube)],
                        capture_output=True, text=True, env=e, timeout=60)
     assert p.returncode == 1
     assert "the kubelet would run no provider" in p.stdout

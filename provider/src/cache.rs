@@ -275,40 +275,19 @@ impl Cache {
         let name = lock_name(key.as_str());
         let path = self.shown(&name);
         let start = Instant::now();
-        let mut pause = Duration::from_millis(2);
         loop {
-            let fd = rustix::fs::openat(
-                &self.fd,
-                &name,
-                OFlags::RDWR
-                    | OFlags::CREATE
-                    | OFlags::NOFOLLOW
-                    | OFlags::NONBLOCK
-                    | OFlags::CLOEXEC
-                    | OFlags::NOCTTY,
-                Mode::from_raw_mode(0o600),
+            let (file, meta) =
+                private_file::open_lock_at(&self.fd, &name).map_err(io(&path, "open lock"))?;
+            let left = wait.saturating_sub(start.elapsed());
+            let held = private_file::lock_within(
+                &file,
+                left,
+                Duration::from_millis(2),
+                Duration::from_millis(25),
             )
-            .map_err(|e| io(&path, "open lock")(e.into()))?;
-            let file = File::from(fd);
-            let meta = file.metadata().map_err(io(&path, "stat lock"))?;
-            if !meta.is_file() {
-                let kind = private_file::kind_of(&meta);
-                return Err(io(&path, "open lock")(std::io::Error::other(format!(
-                    "is {kind}, not a regular file"
-                ))));
-            }
-            loop {
-                match file.try_lock() {
-                    Ok(()) => break,
-                    Err(fs::TryLockError::WouldBlock) => {}
-                    Err(fs::TryLockError::Error(e)) => return Err(io(&path, "lock")(e)),
-                }
-                let waited = start.elapsed();
-                if waited >= wait {
-                    return Ok(Lock::TimedOut);
-                }
-                std::thread::sleep(pause.min(wait - waited));
-                pause = (pause * 2).min(Duration::from_millis(25));
+            .map_err(io(&path, "lock"))?;
+            if !held {
+                return Ok(Lock::TimedOut);
             }
             // A sweep may have removed the lock file between our open and
             // our lock: a lock on a file no longer in the directory excludes

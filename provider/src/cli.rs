@@ -121,6 +121,34 @@ struct Cli {
         value_name = "EMAIL"
     )]
     google_service_account: Option<String>,
+
+    /// Spread token refreshes: each node refreshes each token a stable
+    /// fraction of its refresh window early, up to this share of the window
+    /// (0 to 1; 0 turns it off).
+    #[arg(long, global = true, env = "PULLCRED_REFRESH_JITTER", default_value = "1", value_parser = parse_jitter, value_name = "FRACTION")]
+    refresh_jitter: f64,
+
+    /// pullcred's config file: Vault, token exchanges, EKS Pod Identity,
+    /// namespace-scoped credentials and the per-namespace policy (0600,
+    /// owned by the user running pullcred; check it with `pullcred config validate FILE`).
+    #[arg(
+        long = "config",
+        global = true,
+        env = "PULLCRED_CONFIG",
+        value_name = "FILE"
+    )]
+    config_file: Option<PathBuf>,
+
+    /// Prometheus metrics, rewritten after each exec for node_exporter's
+    /// textfile collector (e.g. /var/lib/node_exporter/textfile_collector/pullcred.prom);
+    /// the counters live in the cache directory. Off when unset.
+    #[arg(
+        long,
+        global = true,
+        env = "PULLCRED_METRICS_FILE",
+        value_name = "FILE"
+    )]
+    metrics_file: Option<PathBuf>,
 }
 
 #[cfg(feature = "static")]
@@ -159,13 +187,37 @@ fn parse_role_arn(s: &str) -> Result<String, String> {
 enum Command {
     /// Answer one CredentialProviderRequest from stdin (the default).
     GetCredentials,
+    // credential-helper mode (issue #19; see credhelper.rs) -- begin
+    /// Speak the docker credential-helper protocol (get|list|store|erase|version)
+    /// with the kubelet path's sources and cache; also run as `docker-credential-pullcred ACTION`.
+    CredentialHelper {
+        /// get, list, store, erase or version.
+        action: Option<String>,
+        /// Run with the args and env of the kubelet's provider entry for
+        /// pullcred, from this CredentialProviderConfig (file or directory).
+        #[arg(
+            long = "kubelet-config",
+            env = "PULLCRED_KUBELET_CONFIG",
+            value_name = "FILE|DIR"
+        )]
+        kubelet_config: Option<PathBuf>,
+        /// The name of that entry (the binary's name in the kubelet's bin dir).
+        #[arg(
+            long = "kubelet-provider",
+            env = "PULLCRED_KUBELET_PROVIDER",
+            default_value = "pullcred",
+            value_name = "NAME"
+        )]
+        kubelet_provider: String,
+    },
+    // credential-helper mode -- end
     /// Explain an ImagePullBackOff from the node: credentials, registry, digest, disk, clock.
     #[cfg(feature = "static")]
     Doctor {
         /// The image as in the pod spec: [registry/]repository[:tag][@digest].
         image: String,
         /// The kubelet's --image-credential-provider-config (file or directory).
-        #[arg(long, value_name = "FILE|DIR")]
+        #[arg(long = "kubelet-config", value_name = "FILE|DIR")]
         config: Option<PathBuf>,
         /// The container runtime's image store [default: /var/lib/containerd, ...].
         #[arg(long, value_name = "DIR")]
@@ -184,7 +236,18 @@ enum Command {
         /// the registry's `hosts.toml` mirrors.
         #[arg(long, value_name = "DIR", default_value = crate::doctor::CERTS_D)]
         containerd_certs_dir: PathBuf,
+        /// The kubelet's kubeconfig (/etc/kubernetes/kubelet.conf): check that the node may
+        /// request tokens for the provider's audience, and the service account's annotations.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
     },
+}
+
+fn parse_jitter(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{s:?} is not a fraction between 0 and 1")),
+    }
 }
 
 fn parse_mapping(s: &str) -> Result<(String, String), String> {
@@ -228,6 +291,9 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 
 pub fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    // credential-helper mode (issue #19): `docker-credential-pullcred ACTION`
+    // is `pullcred credential-helper ACTION`.
+    let args = crate::credhelper::as_subcommand(args);
     if let Some(first) = args.get(1).and_then(|a| a.to_str())
         && (first == "config" || first == "match")
     {
@@ -240,18 +306,41 @@ pub fn main() -> ExitCode {
         logging::init();
         return crate::prepull::main(args[2..].to_vec());
     }
+    // installer (issue #19 item 2)
+    if args.get(1).is_some_and(|a| a == "install") {
+        logging::init();
+        return crate::install::main(args[2..].to_vec());
+    }
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => return crate::exit::parse_error(&e, ""),
     };
     logging::init();
+    let opts = match options(&cli) {
+        Ok(o) => o,
+        Err(e) => return crate::exit::fail(e),
+    };
     // A mirror TARGET no source serves is a usage error, before any work.
-    if let Err(e) = crate::sources::mirror::check_targets(&options(&cli)) {
+    if let Err(e) = crate::sources::mirror::check_targets(&opts) {
         eprintln!("pullcred: {e}");
         return ExitCode::from(2);
     }
     match cli.command {
-        None | Some(Command::GetCredentials) => get_credentials(cli),
+        None | Some(Command::GetCredentials) => get_credentials(&opts),
+        // credential-helper mode (issue #19)
+        Some(Command::CredentialHelper {
+            ref action,
+            kubelet_config: ref kubelet_file,
+            ref kubelet_provider,
+        }) => {
+            let kubelet = kubelet_file
+                .as_deref()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| (p, kubelet_provider.as_str()));
+            crate::credhelper::main(&opts, action.as_deref(), kubelet, |t| {
+                read_request(&std::io::stdin(), t)
+            })
+        }
         #[cfg(feature = "static")]
         Some(Command::Doctor {
             ref image,
@@ -261,6 +350,7 @@ pub fn main() -> ExitCode {
             ref service_account_token,
             ref annotations,
             ref containerd_certs_dir,
+            ref kubeconfig,
         }) => {
             let token = match service_account_token.as_deref().map(read_token_file) {
                 Some(Err(e)) => {
@@ -277,7 +367,7 @@ pub fn main() -> ExitCode {
                 annotations: annotations.iter().cloned().collect(),
                 certs_dir: containerd_certs_dir.clone(),
             };
-            let report = crate::doctor::run(image, &options(&cli), &doc);
+            let report = crate::doctor::run_with_cluster(image, &opts, &doc, kubeconfig.as_deref());
             let text = if json {
                 crate::doctor::render_json(&report)
             } else {
@@ -335,8 +425,44 @@ fn read_request(stdin: &std::io::Stdin, timeout: Duration) -> std::io::Result<Ve
     }
 }
 
-fn options(cli: &Cli) -> run::Options {
-    run::Options {
+/// pullcred's config file, read as a private file (it decides where pods'
+/// tokens are sent) and checked as `pullcred config validate` checks it.
+fn load_config(path: &std::path::Path) -> Result<crate::settings::PullcredConfig, String> {
+    use kubelet_config::pullcred;
+    let at = |e: &dyn std::fmt::Display| format!("config file {}: {e}", path.display());
+    let bytes = crate::private_file::open_regular(
+        path,
+        crate::private_file::Limits::private(pullcred::MAX_BYTES),
+    )
+    .map_err(|e| at(&e))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| at(&"not UTF-8"))?;
+    let config = pullcred::parse(text).map_err(|e| at(&e))?;
+    let problems = pullcred::check(&config);
+    if let Some(p) = problems.iter().find(|p| !p.warning) {
+        let more = problems.iter().filter(|p| !p.warning).count() - 1;
+        let more = if more > 0 {
+            format!(" (and {more} more; run `pullcred config validate`)")
+        } else {
+            String::new()
+        };
+        return Err(at(&format_args!("{p}{more}")));
+    }
+    Ok(config)
+}
+
+fn options(cli: &Cli) -> Result<run::Options, String> {
+    let config = match &cli.config_file {
+        Some(p) if !p.as_os_str().is_empty() => std::sync::Arc::new(load_config(p)?),
+        _ => Default::default(),
+    };
+    let policy = config.policy.clone();
+    Ok(run::Options {
+        config,
+        refresh_jitter: cli.refresh_jitter,
+        metrics_file: cli
+            .metrics_file
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty()),
         cache_dir: cli.cache_dir.clone(),
         no_cache: cli.no_cache,
         timeout: cli.timeout,
@@ -362,11 +488,12 @@ fn options(cli: &Cli) -> run::Options {
                 .google_service_account
                 .clone()
                 .filter(|a| !a.trim().is_empty()),
+            policy,
         },
-    }
+    })
 }
 
-fn get_credentials(cli: Cli) -> ExitCode {
+fn get_credentials(opts: &run::Options) -> ExitCode {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         eprintln!(
@@ -374,7 +501,6 @@ fn get_credentials(cli: Cli) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let opts = options(&cli);
     // One deadline from the first step: reading stdin, the cache, the files
     // and the network all fit inside it. Nothing before the first wait can
     // block (stdin is polled, files are opened non-blocking and must be
@@ -382,12 +508,18 @@ fn get_credentials(cli: Cli) -> ExitCode {
     let deadline = crate::deadline::Deadline::after(opts.timeout);
     // The kubelet writes the request and closes stdin; a writer that never
     // does must not hang us: read with the run's deadline.
-    let input = match read_request(&stdin, deadline.remaining()) {
-        Ok(b) => b,
-        Err(e) => return crate::exit::fail(format_args!("reading the request from stdin: {e}")),
+    let (code, answered) = match read_request(&stdin, deadline.remaining()) {
+        Err(e) => (
+            crate::exit::fail(format_args!("reading the request from stdin: {e}")),
+            false,
+        ),
+        Ok(input) => match run::get_credentials_until(opts, input.as_slice(), deadline) {
+            Ok(json) => (crate::exit::respond(&json), true),
+            Err(f) => (crate::exit::fail(f), false),
+        },
     };
-    match run::get_credentials_until(&opts, input.as_slice(), deadline) {
-        Ok(json) => crate::exit::respond(&json),
-        Err(f) => crate::exit::fail(f),
-    }
+    // After the answer is written: counting the exec cannot change it, and
+    // waits a few milliseconds at most (see `metrics`).
+    crate::metrics::record_exec(opts, &deadline, answered && code == ExitCode::SUCCESS);
+    code
 }

@@ -5,7 +5,11 @@
 //! likely cause and the fix:
 //!
 //! 1. parse and normalise IMAGE as the kubelet does (tag, digest or both);
-//! 2. which provider entry of the kubelet config would run;
+//! 2. which provider entry of the kubelet config would run; with
+//!    `--kubeconfig` (the kubelet's), the cluster side of its
+//!    `tokenAttributes` ([`crate::kube`]): may the node request tokens for
+//!    the audience (a SubjectAccessReview), and does the pod's service
+//!    account carry the annotations the kubelet requires and the source reads;
 //! 3. which source and identity pullcred would use, and the cached token
 //!    (with `--service-account-token`, the pod's identity, as the kubelet
 //!    would ask for it with `tokenAttributes`);
@@ -142,6 +146,17 @@ const IMAGE_FS_CANDIDATES: [&str; 3] = [
 ];
 
 pub fn run(input: &str, opts: &Options, doc: &DoctorOptions) -> Report {
+    run_with_cluster(input, opts, doc, None)
+}
+
+/// [`run`], and with `kubeconfig` (the kubelet's `kubelet.conf`) the
+/// cluster-side checks of the provider entry's `tokenAttributes`.
+pub fn run_with_cluster(
+    input: &str,
+    opts: &Options,
+    doc: &DoctorOptions,
+    kubeconfig: Option<&Path>,
+) -> Report {
     let deadline = Deadline::after(opts.timeout);
     let mut steps = Vec::new();
     let report = |steps: Vec<Step>, pinned: Option<String>| {
@@ -184,7 +199,20 @@ pub fn run(input: &str, opts: &Options, doc: &DoctorOptions) -> Report {
     steps.push(Step::new("parse", Status::Ok, shown));
 
     // 2. provider entry
-    steps.push(provider_entry(doc.config.as_deref(), &image.name()));
+    let (step, provider) = provider_entry(doc.config.as_deref(), &image.name());
+    steps.push(step);
+
+    // 2b. the cluster: node RBAC for the audience, the service account
+    if let Some(path) = kubeconfig {
+        steps.extend(cluster_steps(
+            path,
+            provider.as_ref(),
+            doc,
+            opts,
+            &image,
+            &deadline,
+        ));
+    }
 
     // 3. source and identity
     let pod = doc
@@ -347,55 +375,54 @@ fn fetch(
     Ok(resp.auth)
 }
 
-fn provider_entry(config: Option<&Path>, name: &str) -> Step {
+/// Step 2, and the provider entry the kubelet would run (the first match).
+fn provider_entry(
+    config: Option<&Path>,
+    name: &str,
+) -> (Step, Option<kubelet_config::config::CredentialProvider>) {
     let Some(path) = config else {
-        return Step::new(
-            "provider",
-            Status::Skip,
-            "no --config given: which kubelet provider entry runs is not checked",
+        return (
+            Step::new(
+                "provider",
+                Status::Skip,
+                "no --config given: which kubelet provider entry runs is not checked",
+            ),
+            None,
         );
     };
     let files = match kubelet_config::load::config_files(path) {
         Ok((_, f)) => f,
         Err(e) => {
-            return Step::fail(
-                "provider",
-                path.display().to_string(),
-                e.reason(),
-                "pass the file or directory given to --image-credential-provider-config",
+            return (
+                Step::fail(
+                    "provider",
+                    path.display().to_string(),
+                    e.reason(),
+                    "pass the file or directory given to --image-credential-provider-config",
+                ),
+                None,
             );
         }
     };
-    let mut problems = Vec::new();
-    for file in &files {
-        let text = match kubelet_config::load::read_text(file) {
-            Ok(t) => t,
-            Err(e) => {
-                problems.push(format!("{}: {}", file.display(), e.reason()));
-                continue;
-            }
-        };
-        let cfg = match kubelet_config::config::decode_strict(&text) {
-            Ok(c) => c,
-            Err(e) => {
-                problems.push(format!("{}: {e}", file.display()));
-                continue;
-            }
-        };
+    let (configs, problems) = kubelet_config::load::decode_each(&files);
+    for (file, cfg) in &configs {
         for p in &cfg.providers {
             if let Some(glob) = p
                 .match_images
                 .iter()
                 .find(|g| kubelet_config::matching::glob_matches(g, name).unwrap_or(false))
             {
-                return Step::new(
-                    "provider",
-                    Status::Ok,
-                    format!(
-                        "{:?} in {} runs: matchImages {glob:?} matches",
-                        p.name,
-                        file.display()
+                return (
+                    Step::new(
+                        "provider",
+                        Status::Ok,
+                        format!(
+                            "{:?} in {} runs: matchImages {glob:?} matches",
+                            p.name,
+                            file.display()
+                        ),
                     ),
+                    Some(p.clone()),
                 );
             }
         }
@@ -405,12 +432,269 @@ fn provider_entry(config: Option<&Path>, name: &str) -> Step {
     } else {
         problems.join("; ")
     };
-    Step::fail(
-        "provider",
-        path.display().to_string(),
-        format!("the kubelet would run no provider: {why}"),
-        "add a matchImages glob for this registry (pullcred config generate), then pullcred config validate",
+    (
+        Step::fail(
+            "provider",
+            path.display().to_string(),
+            format!("the kubelet would run no provider: {why}"),
+            "add a matchImages glob for this registry (pullcred config generate), then pullcred config validate",
+        ),
+        None,
     )
+}
+
+/// The cluster side of `tokenAttributes`, asked with the node's kubeconfig:
+/// `node-rbac` (may the node request tokens for the audience?) and
+/// `service-account` (the annotations the kubelet requires and the source
+/// reads). See [`crate::kube`].
+fn cluster_steps(
+    kubeconfig: &Path,
+    provider: Option<&kubelet_config::config::CredentialProvider>,
+    doc: &DoctorOptions,
+    opts: &Options,
+    image: &ImageRef,
+    deadline: &Deadline,
+) -> Vec<Step> {
+    use crate::kube::{Kube, Lookup};
+    let Some(provider) = provider else {
+        return vec![Step::new(
+            "node-rbac",
+            Status::Skip,
+            "no provider entry (pass --config): the token audience is not known",
+        )];
+    };
+    let Some(attrs) = &provider.token_attributes else {
+        return vec![Step::new(
+            "node-rbac",
+            Status::Skip,
+            format!(
+                "provider {:?} has no tokenAttributes: the kubelet requests no service account token for it",
+                provider.name
+            ),
+        )];
+    };
+    let audience = attrs.service_account_token_audience.as_str();
+    let kube = match Kube::connect(kubeconfig, deadline) {
+        Ok(k) => k,
+        Err(e) => {
+            return vec![Step::fail(
+                "node-rbac",
+                kubeconfig.display().to_string(),
+                e,
+                "pass the kubelet's kubeconfig (--kubeconfig /etc/kubernetes/kubelet.conf): an https server, its CA, and a client certificate or token",
+            )];
+        }
+    };
+    let mut steps = Vec::new();
+    // Whose token the pod's would be: from the token's claims.
+    let account = match &doc.service_account_token {
+        None => None,
+        Some(t) => match crate::workload::read_claims(t.expose()) {
+            Ok(sa) => Some(sa),
+            Err(e) => {
+                steps.push(Step::warn(
+                    "svc-account",
+                    "--service-account-token",
+                    e,
+                    "pass a token from kubectl create token SA -n NS",
+                ));
+                None
+            }
+        },
+    };
+    let pair = account
+        .as_ref()
+        .map(|a| (a.namespace.as_str(), a.name.as_str()));
+    let whom = match &account {
+        Some(a) => format!("{}/{}", a.namespace, a.name),
+        None => "any service account (pass --service-account-token to ask for the pod's)".into(),
+    };
+    let who = kube.identity.describe();
+    match kube.may_request_audience(audience, pair) {
+        Ok(r) if r.allowed => {
+            let seen = format!(
+                "{who} may request tokens for audience {audience:?} for {whom} (SubjectAccessReview at {})",
+                kube.server()
+            );
+            if matches!(kube.identity, crate::kube::Identity::Cert { .. }) && !kube.identity.is_node() {
+                steps.push(Step::warn(
+                    "node-rbac",
+                    seen,
+                    "the kubeconfig's user is not a node (system:node:NAME in group system:nodes): the answer is for that user, not the kubelet",
+                    "pass the kubelet's kubeconfig (/etc/kubernetes/kubelet.conf)",
+                ));
+            } else {
+                steps.push(Step::new("node-rbac", Status::Ok, seen));
+            }
+        }
+        Ok(r) => {
+            let reason = if r.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", r.reason)
+            };
+            let rbac = kubelet_config::generate::rbac_yaml(
+                audience,
+                &[],
+                &format!("pullcred doctor (the node RBAC for audience {audience:?})"),
+            )
+            .unwrap_or_default();
+            let yaml: Vec<String> = rbac.lines().map(|l| format!("        {l}")).collect();
+            steps.push(Step::fail(
+                "node-rbac",
+                format!("{who} may NOT request tokens for audience {audience:?} for {whom}{reason}"),
+                "the API server refuses the kubelet tokens for this audience (ServiceAccountNodeAudienceRestriction): the kubelet gets no token and does not run the plugin",
+                format!(
+                    "grant the nodes the audience: pullcred config generate ... --token-audience {audience} --rbac-out rbac.yaml, or kubectl apply -f this:\n{}",
+                    yaml.join("\n")
+                ),
+            ));
+        }
+        Err(e) => steps.push(Step::fail(
+            "node-rbac",
+            kube.server(),
+            e,
+            "check the kubeconfig's server, CA and credentials; the node needs create on subjectaccessreviews (the Node authorizer grants it)",
+        )),
+    }
+    let Some(account) = account else {
+        return steps;
+    };
+    let (ns, name) = (account.namespace.as_str(), account.name.as_str());
+    match kube.service_account(ns, name) {
+        Ok(Lookup::Found(annotations)) => {
+            steps.push(annotation_step(attrs, &annotations, doc, opts, image, ns, name));
+        }
+        Ok(Lookup::NotFound) => steps.push(Step::fail(
+            "svc-account",
+            format!("{ns}/{name}"),
+            "the token's service account does not exist (deleted, or the token is from another cluster)",
+            "create the service account, or pass a current token (kubectl create token)",
+        )),
+        Ok(Lookup::Forbidden(why)) => steps.push(Step::warn(
+            "svc-account",
+            format!("{ns}/{name}: {why}"),
+            "the node may read only the service accounts of pods bound to it (the Node authorizer)",
+            "run the doctor on a node where a pod of this service account runs, or with a kubeconfig that may get serviceaccounts",
+        )),
+        Err(e) => steps.push(Step::fail(
+            "svc-account",
+            format!("{ns}/{name}"),
+            e,
+            "check that the API server is reachable from the node",
+        )),
+    }
+    steps
+}
+
+/// The service account's annotations against what the kubelet requires
+/// (`requiredServiceAccountAnnotationKeys`: missing, the plugin is not run),
+/// passes (listed keys only), and what the image's source reads.
+fn annotation_step(
+    attrs: &kubelet_config::config::TokenAttributes,
+    annotations: &BTreeMap<String, String>,
+    doc: &DoctorOptions,
+    opts: &Options,
+    image: &ImageRef,
+    ns: &str,
+    name: &str,
+) -> Step {
+    let required = &attrs.required_service_account_annotation_keys;
+    let optional = &attrs.optional_service_account_annotation_keys;
+    let missing: Vec<&String> = required
+        .iter()
+        .filter(|k| !annotations.contains_key(*k))
+        .collect();
+    if !missing.is_empty() {
+        let list: Vec<String> = missing.iter().map(|k| format!("{k:?}")).collect();
+        let sets: Vec<String> = missing.iter().map(|k| format!("{k}=VALUE")).collect();
+        return Step::fail(
+            "svc-account",
+            format!(
+                "{ns}/{name} lacks required annotation(s) {}",
+                list.join(", ")
+            ),
+            "requiredServiceAccountAnnotationKeys lists them: the kubelet does not run the plugin for this service account",
+            format!(
+                "kubectl annotate serviceaccount -n {ns} {name} {}",
+                sets.join(" ")
+            ),
+        );
+    }
+    // The annotations the image's source reads.
+    let mut wanted: Vec<&str> = kubelet_config::sources::served_clouds(&image.registry)
+        .into_iter()
+        .flat_map(|c| c.source().annotation_keys.iter().copied())
+        .collect();
+    let vault_serves = opts.config.vault.iter().any(|v| {
+        v.registries
+            .iter()
+            .any(|k| kubelet_config::matching::auth_key_matches(k, &image.name()))
+    });
+    if vault_serves {
+        wanted.push(kubelet_config::pullcred::vault::VAULT_ROLE_ANNOTATION);
+    }
+    let listed = |k: &str| required.iter().chain(optional).any(|x| x == k);
+    let dropped: Vec<String> = wanted
+        .iter()
+        .filter(|k| annotations.contains_key(**k) && !listed(k))
+        .map(|k| format!("{k:?}"))
+        .collect();
+    let passed: Vec<String> = annotations
+        .keys()
+        .filter(|k| listed(k))
+        .map(|k| format!("{k:?}"))
+        .collect();
+    let mut seen = format!(
+        "{ns}/{name}: passed to the plugin: {}",
+        if passed.is_empty() {
+            "no annotations".to_string()
+        } else {
+            passed.join(", ")
+        }
+    );
+    if !dropped.is_empty() {
+        return Step::warn(
+            "svc-account",
+            seen,
+            format!(
+                "{} set but not listed in tokenAttributes: the kubelet does not pass it to the plugin",
+                dropped.join(", ")
+            ),
+            "add it to optionalServiceAccountAnnotationKeys (pullcred config generate --optional-annotation KEY)",
+        );
+    }
+    let differs: Vec<String> = doc
+        .annotations
+        .iter()
+        .filter(|(k, v)| {
+            annotations.get(*k).is_some_and(|have| have != *v) || !annotations.contains_key(*k)
+        })
+        .map(|(k, _)| format!("{k:?}"))
+        .collect();
+    if doc.service_account_token.is_some() && !differs.is_empty() {
+        return Step::warn(
+            "svc-account",
+            seen,
+            format!(
+                "--annotation {} differs from the service account's: the source check above used the --annotation values",
+                differs.join(", ")
+            ),
+            "pass the service account's own annotations (kubectl get serviceaccount -o yaml)",
+        );
+    }
+    let unset: Vec<&str> = wanted
+        .iter()
+        .copied()
+        .filter(|k| !annotations.contains_key(*k))
+        .collect();
+    if !wanted.is_empty() && unset.len() == wanted.len() {
+        seen.push_str(&format!(
+            "; no identity annotation ({}): the source uses its default identity for this service account",
+            unset.join(", ")
+        ));
+    }
+    Step::new("svc-account", Status::Ok, seen)
 }
 
 /// The API base (`https://host/v2/`) that answers for `image` with the

@@ -117,6 +117,18 @@ pub fn is_refusal_status(status: u16) -> bool {
     (400..500).contains(&status) && status != 408 && status != 429
 }
 
+/// Where a JSON error is, without quoting the input (it may hold a key or
+/// a token): `syntax error at line 1 column 7`.
+pub fn json_position(e: &serde_json::Error) -> String {
+    format!(
+        "{:?} error at line {} column {}",
+        e.classify(),
+        e.line(),
+        e.column()
+    )
+    .to_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

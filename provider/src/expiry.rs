@@ -11,6 +11,12 @@
 //! - A token with less than the margin left is served once with `0s` and not
 //!   cached; an already-expired one the same, with a warning from the caller.
 //! - A claimed life beyond 12 hours (a clock or upstream bug) is capped at 12h.
+//! - **Jitter** ([`jittered`]): nodes booted together would otherwise refresh
+//!   together forever, at the same fraction of every token's life. Each node
+//!   and cache entry moves its refresh point earlier by a stable fraction of
+//!   the margin (at most half the time to the unjittered point), so the
+//!   refreshes of a fleet spread over the margin; never later, so never past
+//!   expiry, and `cacheDuration` follows the jittered point.
 
 use std::time::Duration;
 
@@ -41,6 +47,27 @@ pub fn schedule(fetched_at: i64, claimed_expiry: i64) -> Schedule {
         expires_at,
         refresh_at: expires_at.saturating_sub(margin),
         capped: claimed_expiry > cap,
+    }
+}
+
+/// `s` with its refresh point moved earlier by `fraction` (0 to 1) of the
+/// jitter window: the margin, but at most half the time from the fetch to
+/// the unjittered refresh point (a short-lived token keeps at least half
+/// its cache time). The caller derives `fraction` from the node and the
+/// entry, so that it is stable across execs of one node and spread across
+/// nodes.
+pub fn jittered(s: Schedule, fraction: f64) -> Schedule {
+    let margin = s.expires_at - s.refresh_at;
+    let window = margin.min((s.refresh_at - s.fetched_at) / 2).max(0);
+    let fraction = if fraction.is_finite() {
+        fraction.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let shift = ((window as f64) * fraction) as i64;
+    Schedule {
+        refresh_at: s.refresh_at - shift.clamp(0, window),
+        ..s
     }
 }
 
@@ -96,6 +123,29 @@ fn secs(n: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_moves_the_refresh_point_earlier_within_the_margin() {
+        let s = schedule(T0, T0 + 12 * H);
+        assert_eq!(jittered(s, 0.0), s);
+        assert_eq!(jittered(s, 1.0).refresh_at, T0 + 10 * H);
+        assert_eq!(jittered(s, 0.5).refresh_at, T0 + 10 * H + H / 2);
+        assert_eq!(jittered(s, 7.0).refresh_at, T0 + 10 * H, "clamped");
+        assert_eq!(jittered(s, f64::NAN), s);
+        // a 10-minute token (margin 5m, refresh at 5m) keeps at least 2m30s
+        let short = schedule(T0, T0 + 600);
+        assert_eq!(jittered(short, 1.0).refresh_at, T0 + 150);
+        // never later than unjittered (so never past expiry); never moved
+        // before the fetch (a token inside its margin already is: unmoved)
+        for f in [0.0, 0.3, 0.99, 1.0] {
+            for life in [60, 300, 3600, 12 * H, 48 * H] {
+                let s = schedule(T0, T0 + life);
+                let j = jittered(s, f);
+                assert!(j.refresh_at <= s.refresh_at, "{life} {f}");
+                assert!(j.refresh_at >= T0.min(s.refresh_at), "{life} {f}");
+            }
+        }
+    }
 
     const H: i64 = 3600;
     const T0: i64 = 1_800_000_000;

@@ -88,13 +88,16 @@ pub struct Client {
     deadline: Deadline,
     /// Never through a proxy, whatever the environment says.
     direct: bool,
+    /// Trust anchors added to the system's (a source's `caFile`).
+    extra_roots: Vec<Certificate<'static>>,
     /// One agent per route (direct, or a proxy), built on first use.
     agents: Mutex<Vec<(Option<ProxyUrl>, ureq::Agent)>>,
 }
 
 static ROOTS: std::sync::OnceLock<Arc<Vec<Certificate<'static>>>> = std::sync::OnceLock::new();
 
-fn system_roots() -> Arc<Vec<Certificate<'static>>> {
+/// The system's trust anchors, loaded once per run (also for `kube`'s agent).
+pub(crate) fn system_roots() -> Arc<Vec<Certificate<'static>>> {
     ROOTS
         .get_or_init(|| {
             let found = rustls_native_certs::load_native_certs();
@@ -119,8 +122,26 @@ impl Client {
         Client {
             deadline: *deadline,
             direct: false,
+            extra_roots: Vec::new(),
             agents: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Also trusts the certificates of a PEM bundle (an operator's
+    /// `caFile`), besides the system's roots. Errors say what is wrong,
+    /// never quote the file.
+    pub fn with_ca_pem(mut self, pem: &[u8]) -> Result<Client, String> {
+        for item in ureq::tls::parse_pem(pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => self.extra_roots.push(c),
+                Ok(_) => {}
+                Err(_) => return Err("is not a readable PEM bundle".into()),
+            }
+        }
+        if self.extra_roots.is_empty() {
+            return Err("holds no PEM certificate (BEGIN CERTIFICATE)".into());
+        }
+        Ok(self)
     }
 
     /// A client that never uses a proxy: for instance metadata servers and
@@ -150,8 +171,15 @@ impl Client {
             return Ok((a.clone(), via));
         }
         let remaining = self.timeout();
+        let roots = if self.extra_roots.is_empty() {
+            system_roots()
+        } else {
+            let mut all = (*system_roots()).clone();
+            all.extend(self.extra_roots.iter().cloned());
+            Arc::new(all)
+        };
         let tls = TlsConfig::builder()
-            .root_certs(RootCerts::Specific(system_roots()))
+            .root_certs(RootCerts::Specific(roots))
             .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .build();
         let ureq_proxy = match &via {
@@ -177,7 +205,7 @@ impl Client {
             .timeout_connect(Some(remaining.min(Duration::from_secs(5))))
             .user_agent(concat!("pullcred/", env!("CARGO_PKG_VERSION")))
             .build();
-        let agent: ureq::Agent = config.into();
+        let agent = crate::resolve::ureq_agent(config);
         agents.push((via.clone(), agent.clone()));
         Ok((agent, via))
     }
@@ -297,6 +325,14 @@ fn classify(e: ureq::Error) -> HttpError {
         ureq::Error::Timeout(_) => Timeout,
         ureq::Error::BodyExceedsLimit(_) => BodyTooLarge,
         ureq::Error::Tls(_) | ureq::Error::Rustls(_) => Tls,
+        // Our own resolver's failures (crate::resolve), carried in an io::Error.
+        ureq::Error::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|i| i.is::<crate::resolve::ResolveError>()) =>
+        {
+            Dns
+        }
         // rustls reports handshake failures (a bad certificate, a peer that
         // does not speak TLS) as an io::Error wrapping a rustls::Error.
         ureq::Error::Io(io) if io.get_ref().is_some_and(|i| i.is::<rustls::Error>()) => Tls,

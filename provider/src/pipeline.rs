@@ -123,11 +123,12 @@ pub struct Answer {
 }
 
 /// A token's schedule: fetched at `now`, expiring when upstream said, but
-/// never after the pod's service-account token (`not_after`). `capped` says
-/// the claimed life was over 12 hours.
-pub fn token_schedule(now: i64, expires_at: i64, not_after: Option<i64>) -> Schedule {
+/// never after the pod's service-account token (`not_after`), refreshed
+/// `jitter` (0 to 1, see [`expiry::jittered`]) of the window early. `capped`
+/// says the claimed life was over 12 hours.
+pub fn token_schedule(now: i64, expires_at: i64, not_after: Option<i64>, jitter: f64) -> Schedule {
     let expires_at = not_after.map_or(expires_at, |t| expires_at.min(t));
-    expiry::schedule(now, expires_at)
+    expiry::jittered(expiry::schedule(now, expires_at), jitter)
 }
 
 /// Why a fresh token is answered once and not cached.
@@ -221,7 +222,11 @@ fn fresh(a: Answer, key: &CacheKey, req: &Request, now: i64) -> AfterFetch {
                 auth: a.auth.clone(),
                 fetched_at: s.fetched_at,
                 expires_at: s.expires_at,
-                refresh_at: (s.refresh_at == s.expires_at).then_some(s.refresh_at),
+                // Stored when it does not follow from the token's life: a
+                // fixed window, or a jittered refresh point.
+                refresh_at: (s.refresh_at
+                    != expiry::schedule(s.fetched_at, s.expires_at).refresh_at)
+                    .then_some(s.refresh_at),
             };
             AfterFetch::Store {
                 entry: Box::new(entry),
@@ -459,7 +464,7 @@ mod tests {
     /// Row "odd tokens": claims to live more than 12h: treated as 12h.
     #[test]
     fn odd_tokens_longer_than_twelve_hours_are_capped() {
-        let s = token_schedule(at(0), at(48 * H), None);
+        let s = token_schedule(at(0), at(48 * H), None, 0.0);
         assert!(s.capped);
         assert_eq!(s.expires_at, at(12 * H));
         let im = image(&format!("{ECR_A}/app"));
@@ -647,7 +652,7 @@ mod tests {
             AfterFetch::Store { response, .. } => assert_eq!(duration(&response), "10m0s"),
             other => panic!("{other:?}"),
         }
-        let s = token_schedule(at(0), at(12 * H), Some(at(H)));
+        let s = token_schedule(at(0), at(12 * H), Some(at(H)), 0.0);
         assert_eq!((s.expires_at, s.refresh_at), (at(H), at(45 * 60)));
         assert!(!s.capped);
         // A token already past: 0s.

@@ -209,6 +209,58 @@ pub fn check_owner_mode(meta: &Metadata, want: u32) -> Result<(), PrivateFileErr
     Ok(())
 }
 
+/// Opens (creating it 0600) the lock file `name` in the directory `dir`:
+/// never through a symlink, never blocking, and only a regular file.
+/// Both lock users (cache entries, metrics counters) open theirs this way.
+pub fn open_lock_at(dir: impl AsFd, name: &str) -> std::io::Result<(File, Metadata)> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDWR
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::CLOEXEC
+            | OFlags::NOCTTY,
+        Mode::from_raw_mode(0o600),
+    )?;
+    let file = File::from(fd);
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(format!(
+            "is {}, not a regular file",
+            kind_of(&meta)
+        )));
+    }
+    Ok((file, meta))
+}
+
+/// Takes `file`'s exclusive flock, polling with a doubling pause (from
+/// `first_pause`, at most `max_pause`) for at most `wait`: `false` when it
+/// is still held by someone else then. A lock never blocks past `wait`.
+pub fn lock_within(
+    file: &File,
+    wait: std::time::Duration,
+    first_pause: std::time::Duration,
+    max_pause: std::time::Duration,
+) -> std::io::Result<bool> {
+    let start = std::time::Instant::now();
+    let mut pause = first_pause;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let waited = start.elapsed();
+        if waited >= wait {
+            return Ok(false);
+        }
+        std::thread::sleep(pause.min(wait - waited));
+        pause = (pause * 2).min(max_pause);
+    }
+}
+
 /// What a non-regular file is, in words.
 pub fn kind_of(meta: &Metadata) -> &'static str {
     let t = meta.file_type();

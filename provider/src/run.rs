@@ -176,13 +176,15 @@ pub fn serve(
             "registry {reg}: {why}; using the node's identity (--service-account-fallback=node)"
         );
     }
-    let outcome = fetch(route, workload, &image, opts, deadline);
+    let outcome = fetch(route, workload, &image, opts, deadline, &key);
+    crate::metrics::note_fetch(route.id(), outcome.as_ref().err());
     match pipeline::after_fetch(outcome, fallback, &key, &req, now_unix()) {
         AfterFetch::Store { entry, response } => {
-            if let Some(c) = &cache
-                && let Err(e) = c.write(&key, &entry)
-            {
-                tracing::warn!("{e}; answering without caching");
+            if let Some(c) = &cache {
+                match c.write(&key, &entry) {
+                    Ok(()) => crate::metrics::note_stored(route.id(), &key, &entry),
+                    Err(e) => tracing::warn!("{e}; answering without caching"),
+                }
             }
             Ok(response)
         }
@@ -206,6 +208,7 @@ pub fn serve(
             tracing::warn!(
                 "registry {reg}: {error}; serving the cached token, valid for {valid_for}s more"
             );
+            crate::metrics::note_stale_served();
             Ok(response)
         }
         AfterFetch::Refuse {
@@ -258,6 +261,7 @@ fn fetch(
     image: &ImageRef,
     opts: &Options,
     deadline: &Deadline,
+    key: &CacheKey,
 ) -> Result<Answer, SourceError> {
     let ctx = FetchContext {
         image,
@@ -288,6 +292,7 @@ fn fetch(
                 now_unix(),
                 f.expires_at,
                 workload.map(|w| w.account.expires_at),
+                opts.refresh_jitter * jitter_fraction(key),
             );
             if schedule.capped {
                 tracing::warn!(
@@ -330,10 +335,48 @@ fn resolve_identity(
     opts: &Options,
 ) -> Result<Resolution, Failure> {
     match route.pod_rules() {
-        Some(rules) => workload::resolve(rules, token, annotations, &opts.workload, now_unix())
-            .map_err(|e| fail(Some(&image.registry), "choosing the pod's identity", e)),
+        Some(rules) => workload::resolve(
+            rules,
+            token,
+            annotations,
+            &opts.workload,
+            &image.name(),
+            now_unix(),
+        )
+        .map_err(|e| fail(Some(&image.registry), "choosing the pod's identity", e)),
         None => Ok(Resolution::Node),
     }
+}
+
+/// A stable fraction in [0, 1) for this node and cache entry: the same on
+/// every exec of one node, spread across nodes (see [`expiry::jittered`]).
+/// The node is `PULLCRED_NODE_ID`, else `/etc/machine-id` (systemd's
+/// per-machine ID), else the hostname. Read on a cache miss only.
+fn jitter_fraction(key: &CacheKey) -> f64 {
+    use sha2::{Digest, Sha256};
+    let read = |path: &str| {
+        crate::private_file::open_regular(
+            std::path::Path::new(path),
+            crate::private_file::Limits::shared(256),
+        )
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .filter(|s| !s.is_empty())
+    };
+    let node = std::env::var("PULLCRED_NODE_ID")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| read("/etc/machine-id"))
+        .or_else(|| read("/proc/sys/kernel/hostname"))
+        .unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(b"pullcred refresh jitter\0");
+    h.update(node.as_bytes());
+    h.update(b"\0");
+    h.update(key.as_str().as_bytes());
+    let d = h.finalize();
+    let n = u64::from_le_bytes(d[..8].try_into().unwrap_or_default());
+    (n >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn hash_parts(parts: &[(&str, String)]) -> CacheKey {

@@ -2,7 +2,10 @@
 //! read by the flow and the sources. Plain data; nothing here decides.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+pub use kubelet_config::pullcred::PullcredConfig;
 
 /// Settings from flags and environment.
 #[derive(Debug, Clone)]
@@ -25,6 +28,17 @@ pub struct Options {
     pub azure: AzureSettings,
     /// Per-pod identities from service-account tokens.
     pub workload: WorkloadSettings,
+    /// `--refresh-jitter`, `PULLCRED_REFRESH_JITTER`: how much of a token's
+    /// refresh window (0 to 1) a node's stable offset may use; 0 refreshes
+    /// every token at the same point of its life.
+    pub refresh_jitter: f64,
+    /// `--config`, `PULLCRED_CONFIG`: pullcred's config file (keyless
+    /// sources, namespace-scoped credentials, policy); empty when unset.
+    pub config: Arc<PullcredConfig>,
+    /// `--metrics-file`, `PULLCRED_METRICS_FILE`: Prometheus text file
+    /// rewritten after each exec (see `metrics`); `None`: no metrics, and
+    /// nothing read or written for them.
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -40,6 +54,9 @@ impl Default for Options {
             mirrors: Vec::new(),
             azure: AzureSettings::default(),
             workload: WorkloadSettings::default(),
+            config: Arc::default(),
+            refresh_jitter: 1.0,
+            metrics_file: None,
         }
     }
 }
@@ -58,6 +75,8 @@ pub struct WorkloadSettings {
     pub google_audience: Option<String>,
     /// `--google-service-account`, `PULLCRED_GOOGLE_SERVICE_ACCOUNT`.
     pub google_service_account: Option<String>,
+    /// The config file's `policy` rules, in order.
+    pub policy: Vec<kubelet_config::pullcred::policy::PolicyRule>,
 }
 
 /// Azure settings from flags and environment (the rest of Azure's identity

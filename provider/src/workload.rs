@@ -41,6 +41,8 @@ use serde::Deserialize;
 
 use crate::secret::Secret;
 pub use crate::settings::WorkloadSettings;
+pub use kubelet_config::pullcred::policy::IdentityKind;
+use kubelet_config::pullcred::policy::{self, Fallback};
 
 /// A cloud's per-pod identity rules: which annotations name an identity,
 /// what identity they name, and what to tell an operator when none does.
@@ -58,6 +60,18 @@ pub trait PodRules {
         annotations: &BTreeMap<String, String>,
         settings: &WorkloadSettings,
     ) -> Result<Option<Arc<dyn Identity>>, String>;
+    /// [`identity`](Self::identity), for rules that also depend on the
+    /// token's audiences (`aud`, read unverified as the other claims are):
+    /// AWS sends a `pods.eks.amazonaws.com` token to EKS Pod Identity.
+    fn identity_for_audiences(
+        &self,
+        account: &ServiceAccount,
+        _audiences: &[String],
+        annotations: &BTreeMap<String, String>,
+        settings: &WorkloadSettings,
+    ) -> Result<Option<Arc<dyn Identity>>, String> {
+        self.identity(account, annotations, settings)
+    }
     /// How to name an identity, for the error when nothing does.
     fn missing_hint(&self, settings: &WorkloadSettings) -> String;
 }
@@ -70,6 +84,12 @@ pub trait Identity: std::fmt::Debug + Send + Sync {
     fn cache_parts(&self) -> Vec<(&'static str, String)>;
     /// For the source's own fetch, to get its type back.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// What the config file's `policy` `allow` lists restrict: the kind of
+    /// identity and its name (a role ARN, an email, a client ID). `None`:
+    /// not restricted by policy.
+    fn policy_value(&self) -> Option<(IdentityKind, String)> {
+        None
+    }
 }
 
 /// Whose token it is, from its claims.
@@ -145,13 +165,20 @@ impl Resolution {
     }
 }
 
-/// Decides the identity a route's `rules` give the request's token and annotations.
-/// Errors are one line and never contain the token.
+/// Decides the identity a route's `rules` give the request's token and
+/// annotations for `image` (its normalised name, for the policy's registry
+/// keys). Errors are one line and never contain the token.
+///
+/// The policy (config file `policy`, first applicable rule) can forbid the
+/// identity the service account names (`allow`), and decides what a pod
+/// that names none gets (`fallback`); with no applicable rule, the global
+/// `--service-account-fallback` decides. Refusals name the rule.
 pub fn resolve(
     rules: &dyn PodRules,
     token: Option<&Secret>,
     annotations: &BTreeMap<String, String>,
     settings: &WorkloadSettings,
+    image: &str,
     now: i64,
 ) -> Result<Resolution, String> {
     let Some(token) = token else {
@@ -172,25 +199,58 @@ pub fn resolve(
             account.expires_at
         ));
     }
-    let identity = rules.identity(&account, annotations, settings)?;
+    let audiences = read_audiences(token.expose());
+    let identity = rules.identity_for_audiences(&account, &audiences, annotations, settings)?;
+    let (ns, sa) = (account.namespace.as_str(), account.name.as_str());
+    let rule = policy::rule_for(&settings.policy, ns, sa, image);
     match identity {
-        Some(identity) => Ok(Resolution::Workload(Box::new(Workload {
-            account,
-            identity,
-            token: token.clone(),
-        }))),
+        Some(identity) => {
+            if let Some((kind, value)) = identity.policy_value()
+                && let Err(i) = policy::allows(&settings.policy, ns, sa, image, kind, &value)
+            {
+                return Err(format!(
+                    "{account} may not use {} {}: policy[{i}] {} does not allow it",
+                    kind_words(kind),
+                    crate::logging::echo(&value),
+                    kind.field()
+                ));
+            }
+            Ok(Resolution::Workload(Box::new(Workload {
+                account,
+                identity,
+                token: token.clone(),
+            })))
+        }
         None => {
             let missing = rules.missing_hint(settings);
-            if settings.fallback_to_node {
-                Ok(Resolution::NodeFallback {
+            let by_rule = rule.and_then(|(i, r)| r.fallback.map(|f| (i, f)));
+            match by_rule {
+                Some((i, Fallback::Node)) => Ok(Resolution::NodeFallback {
+                    why: format!(
+                        "{account} names no identity ({missing}); policy[{i}] gives it the node's"
+                    ),
+                }),
+                Some((i, Fallback::Deny)) => Err(format!(
+                    "{account} names no identity for this registry: {missing}; policy[{i}] does not let it use the node's identity"
+                )),
+                None if settings.fallback_to_node => Ok(Resolution::NodeFallback {
                     why: format!("{account} names no identity ({missing})"),
-                })
-            } else {
-                Err(format!(
-                    "{account} names no identity for this registry: {missing}; or let such pods use the node's identity with --service-account-fallback=node"
-                ))
+                }),
+                None => Err(format!(
+                    "{account} names no identity for this registry: {missing}; or let such pods use the node's identity with --service-account-fallback=node (or a policy rule with fallback: node)"
+                )),
             }
         }
+    }
+}
+
+/// An identity kind in a user's words.
+fn kind_words(kind: IdentityKind) -> &'static str {
+    match kind {
+        IdentityKind::IamRole => "IAM role",
+        IdentityKind::GoogleServiceAccount => "Google service account",
+        IdentityKind::EntraClientId => "Entra client ID",
+        IdentityKind::VaultAuthRole => "Vault role",
     }
 }
 
@@ -231,6 +291,31 @@ struct KubernetesClaims {
 struct Named {
     name: Option<String>,
     uid: Option<String>,
+}
+
+/// The token's `aud` claim (a string or a list), unverified; empty when
+/// absent or unreadable ([`read_claims`] has already judged the token).
+pub fn read_audiences(token: &str) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Aud {
+        aud: Option<serde_json::Value>,
+    }
+    let Some(payload) = token.trim().split('.').nth(1) else {
+        return Vec::new();
+    };
+    let aud = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Aud>(&b).ok())
+        .and_then(|a| a.aud);
+    match aud {
+        Some(serde_json::Value::String(a)) => vec![a],
+        Some(serde_json::Value::Array(list)) => list
+            .into_iter()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Reads whose token it is. Errors say what is missing, never what is there.
@@ -357,7 +442,7 @@ mod tests {
         pairs: &[(&str, &str)],
         s: &WorkloadSettings,
     ) -> Result<Seen, String> {
-        match resolve(target(image), Some(t), &ann(pairs), s, NOW)? {
+        match resolve(target(image), Some(t), &ann(pairs), s, image, NOW)? {
             Resolution::Workload(w) => Ok((w.identity.describe(), w.identity.cache_parts())),
             other => Err(format!("not a workload: {other:?}")),
         }
@@ -372,6 +457,10 @@ mod tests {
             ("team-a", "builder", "u-1")
         );
         assert_eq!(a.expires_at, NOW + 3600);
+        assert_eq!(read_audiences(t.expose()), ["sts.amazonaws.com"]);
+        let one = jwt(serde_json::json!({"aud": "pods.eks.amazonaws.com"}));
+        assert_eq!(read_audiences(&one), ["pods.eks.amazonaws.com"]);
+        assert!(read_audiences("not-a-jwt").is_empty());
         assert!(read_claims("not-a-jwt").unwrap_err().contains("not a JWT"));
         assert!(read_claims("a.b.c.d").is_err());
         let no_uid = jwt(serde_json::json!({"sub": "system:serviceaccount:a:b", "exp": NOW}));
@@ -406,7 +495,7 @@ mod tests {
         );
         // IRSA's annotation only with the flag
         let irsa = ann(&[(IRSA_ROLE_ANNOTATION, role)]);
-        let e = resolve(target(ECR), Some(&t), &irsa, &s, NOW).unwrap_err();
+        let e = resolve(target(ECR), Some(&t), &irsa, &s, ECR, NOW).unwrap_err();
         assert!(
             e.contains(AWS_ROLE_ANNOTATION) && e.contains("--service-account-fallback"),
             "{e}"
@@ -416,7 +505,7 @@ mod tests {
             ..s.clone()
         };
         assert!(matches!(
-            resolve(target(ECR), Some(&t), &irsa, &with_flag, NOW).unwrap(),
+            resolve(target(ECR), Some(&t), &irsa, &with_flag, ECR, NOW).unwrap(),
             Resolution::Workload(_)
         ));
         let default = WorkloadSettings {
@@ -424,7 +513,7 @@ mod tests {
             ..s.clone()
         };
         assert!(matches!(
-            resolve(target(ECR), Some(&t), &ann(&[]), &default, NOW).unwrap(),
+            resolve(target(ECR), Some(&t), &ann(&[]), &default, ECR, NOW).unwrap(),
             Resolution::Workload(_)
         ));
         let fallback = WorkloadSettings {
@@ -432,12 +521,12 @@ mod tests {
             ..s.clone()
         };
         assert!(matches!(
-            resolve(target(ECR), Some(&t), &ann(&[]), &fallback, NOW).unwrap(),
+            resolve(target(ECR), Some(&t), &ann(&[]), &fallback, ECR, NOW).unwrap(),
             Resolution::NodeFallback { .. }
         ));
         let bad = ann(&[(AWS_ROLE_ANNOTATION, "arn:aws:iam::12:role/x")]);
         assert!(
-            resolve(target(ECR), Some(&t), &bad, &s, NOW)
+            resolve(target(ECR), Some(&t), &bad, &s, ECR, NOW)
                 .unwrap_err()
                 .contains("not an IAM role ARN")
         );
@@ -449,17 +538,17 @@ mod tests {
         let role = ann(&[(AWS_ROLE_ANNOTATION, "arn:aws:iam::123456789012:role/pull")]);
         let s = WorkloadSettings::default();
         assert!(
-            resolve(target(ECR), Some(&t), &role, &s, NOW)
+            resolve(target(ECR), Some(&t), &role, &s, ECR, NOW)
                 .unwrap_err()
                 .contains("expired")
         );
-        let e = resolve(target(ECR), None, &role, &s, NOW).unwrap_err();
+        let e = resolve(target(ECR), None, &role, &s, ECR, NOW).unwrap_err();
         assert!(
             e.contains("serviceAccountToken") && e.contains("tokenAttributes"),
             "{e}"
         );
         assert!(matches!(
-            resolve(target(ECR), None, &ann(&[]), &s, NOW).unwrap(),
+            resolve(target(ECR), None, &ann(&[]), &s, ECR, NOW).unwrap(),
             Resolution::Node
         ));
     }
@@ -509,7 +598,7 @@ mod tests {
     fn cache_parts_separate_accounts_sharing_a_role() {
         let role = ann(&[(AWS_ROLE_ANNOTATION, "arn:aws:iam::123456789012:role/pull")]);
         let s = WorkloadSettings::default();
-        let parts = |t: Secret| match resolve(target(ECR), Some(&t), &role, &s, NOW).unwrap() {
+        let parts = |t: Secret| match resolve(target(ECR), Some(&t), &role, &s, ECR, NOW).unwrap() {
             Resolution::Workload(w) => w.cache_parts(),
             _ => panic!(),
         };

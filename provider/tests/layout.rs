@@ -276,7 +276,7 @@ fn names_ident(code: &str, name: &str) -> bool {
 }
 
 /// Files outside a source's directory that name a type only that directory
-/// declares. `sources/mod.rs` may name each source once, in the list.
+/// declares. `sources/mod.rs` may name sources only in its lists.
 fn source_type_leaks(mods: &BTreeMap<String, String>) -> Vec<String> {
     let mut by_dir: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     let mut elsewhere: BTreeSet<String> = BTreeSet::new();
@@ -289,12 +289,22 @@ fn source_type_leaks(mods: &BTreeMap<String, String>) -> Vec<String> {
     let list: BTreeSet<&str> = mods
         .get("sources")
         .map(|code| {
-            let start = code.find("fn by_host").unwrap_or(0);
-            let end = code[start..].find("\n}").map_or(code.len(), |e| start + e);
-            let route = code.find("pub fn route(").unwrap_or(0);
-            let route_end = code[route..].find("\n}").map_or(code.len(), |e| route + e);
+            // The lists: the cloud sources, the configured ones, and the
+            // mirror map asked first.
+            let regions = [
+                "fn by_host(",
+                "fn statics(",
+                "fn node_statics(",
+                "pub fn route(",
+            ]
+            .iter()
+            .filter_map(|f| {
+                let start = code.find(f)?;
+                let end = code[start..].find("\n}").map_or(code.len(), |e| start + e);
+                Some(&code[start..end])
+            });
             let mut names = BTreeSet::new();
-            for region in [&code[start..end], &code[route..route_end]] {
+            for region in regions {
                 for d in by_dir.keys() {
                     for t in &by_dir[d] {
                         if names_ident(region, t) {

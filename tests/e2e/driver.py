@@ -34,7 +34,13 @@ From the kubelet source (Kubernetes 1.37 development line):
 Service-account mode (KEP-4412, `tokenAttributes`): the request carries the
 pod's token and the annotations listed in tokenAttributes; the cache is
 kept per service account (cacheType ServiceAccount: namespace, name, UID
-and the annotations passed).
+and the annotations passed). The token is the one the kubelet requests for
+the pod's service account with the provider's `serviceAccountTokenAudience`
+(pkg/credentialprovider/plugin/plugin.go, serviceAccountProvider
+getServiceAccountToken: a TokenRequest through the kubelet's token manager,
+which keeps one token per service account and audience): a Pod given
+without a token gets one minted here (tests/satoken.py) for that audience,
+once per driver.
 """
 
 import json
@@ -45,6 +51,7 @@ from dataclasses import dataclass, field
 import grpc
 
 import kubelet
+import satoken
 
 
 @dataclass
@@ -54,7 +61,7 @@ class Pod:
     namespace: str
     name: str
     uid: str
-    token: str
+    token: str = None  # None: the driver requests one per provider audience
     annotations: dict = field(default_factory=dict)
 
 
@@ -93,6 +100,21 @@ class KubeletDriver:
         self.flights = {}
         self.execs = 0
         self.exec_log = []
+        self.tokens = {}  # (namespace, name, uid, audience) -> token: the kubelet's token manager
+
+    def _token(self, provider, pod):
+        """The pod's service-account token for `provider`: the Pod's own when
+        it was given one, else one requested (minted) for the provider's
+        serviceAccountTokenAudience and kept, as the token manager does."""
+        if pod.token is not None:
+            return pod.token
+        audience = (provider.get("tokenAttributes") or {}).get("serviceAccountTokenAudience")
+        key = (pod.namespace, pod.name, pod.uid, audience)
+        with self.lock:
+            token = self.tokens.get(key)
+            if token is None:
+                token = self.tokens[key] = satoken.mint(pod.namespace, pod.name, uid=pod.uid, audience=audience)
+            return token
 
     # ------------------------------------------------------------ credentials
     def _cache(self, provider, pod):
@@ -100,7 +122,7 @@ class KubeletDriver:
         if pod is not None and provider.get("tokenAttributes"):
             ta = provider["tokenAttributes"]
             if ta.get("cacheType") == "Token":
-                key += (pod.namespace, pod.name, pod.uid, pod.token)
+                key += (pod.namespace, pod.name, pod.uid, self._token(provider, pod))
             else:
                 key += (pod.namespace, pod.name, pod.uid, json.dumps(self._annotations(provider, pod), sort_keys=True))
         with self.lock:
@@ -128,7 +150,7 @@ class KubeletDriver:
                 missing = [k for k in ta.get("requiredServiceAccountAnnotationKeys") or [] if k not in pod.annotations]
                 if missing:
                     return None
-                req["serviceAccountToken"] = pod.token
+                req["serviceAccountToken"] = self._token(provider, pod)
                 ann = self._annotations(provider, pod)
                 if ann:
                     req["serviceAccountAnnotations"] = ann
@@ -142,7 +164,8 @@ class KubeletDriver:
         req = self._request(provider, repo, pod)
         if req is None:
             return {}
-        flight_key = (provider["name"], repo, pod.token if pod and provider.get("tokenAttributes") else None)
+        token = self._token(provider, pod) if pod and provider.get("tokenAttributes") else None
+        flight_key = (provider["name"], repo, token)
         with self.lock:
             flight = self.flights.get(flight_key)
             leader = flight is None

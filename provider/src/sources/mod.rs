@@ -8,6 +8,11 @@
 //!   ECR private, through the AWS SDK (feature `aws`).
 //! - [`acr`]: Azure Container Registry hosts (`azure`).
 //! - [`google`]: Artifact Registry and Container Registry (`gcp`).
+//! - [`namespaced`]: static credentials given only to some namespaces'
+//!   pods (config file `namespaceCredentials`).
+//! - [`vault`]: HashiCorp Vault / OpenBao KV secrets (config file `vault`).
+//! - [`exchange`]: RFC 8693 token exchange and Artifactory (config file
+//!   `exchanges`).
 //! - [`mirror`]: `--mirror SOURCE=TARGET[/PREFIX]`, asked first: SOURCE's
 //!   images get the credentials of TARGET, whichever source serves it.
 //!
@@ -22,10 +27,13 @@
 pub mod acr;
 pub mod aws;
 pub mod dockerconfig;
+pub mod exchange;
 pub mod google;
 pub mod mirror;
+pub mod namespaced;
 #[cfg_attr(not(feature = "static"), path = "registry_check_disabled.rs")]
 pub mod registry_check;
+pub mod vault;
 
 use std::collections::BTreeMap;
 
@@ -158,8 +166,7 @@ pub fn route(image: &ImageRef, opts: &Options) -> Result<Routed, NoSource> {
     // and for the image itself.
     let files = node_files(opts);
     if let Some(route) = mirror::Mirrors(&files).route(image, opts) {
-        let path_scoped =
-            files.path_scoped(image, opts) || aws::SecretsManager.path_scoped(image, opts);
+        let path_scoped = statics(&files).iter().any(|s| s.path_scoped(image, opts));
         return Ok(Routed { route, path_scoped });
     }
     route_direct_with(image, opts, &files)
@@ -176,16 +183,41 @@ fn node_files(opts: &Options) -> impl Source {
     dockerconfig::load_all(&opts.docker_configs)
 }
 
+/// The sources an operator configured, in the order they are asked:
+/// namespace-scoped credentials first (the narrowest grant), then the
+/// node's files and secrets ([`node_statics`]), then the config file's
+/// keyless sources. All of them win over the host's cloud ([`by_host`]).
+fn statics(files: &dyn Source) -> Vec<&dyn Source> {
+    let mut all: Vec<&dyn Source> = vec![&namespaced::Namespaced];
+    all.extend(node_statics(files));
+    all.extend([&vault::Vault as &dyn Source, &exchange::Exchange]);
+    all
+}
+
+/// Static credentials as files and secrets: the docker configs in
+/// `files`, then `--aws-secret` keys (a namespace-scoped entry's own, or
+/// the node's).
+fn node_statics(files: &dyn Source) -> [&dyn Source; 2] {
+    [files, &aws::SecretsManager]
+}
+
 /// [`route_direct`] with the docker configs already read (`files`).
 fn route_direct_with(
     image: &ImageRef,
     opts: &Options,
     files: &dyn Source,
 ) -> Result<Routed, NoSource> {
-    let statics: [&dyn Source; 2] = [files, &aws::SecretsManager];
-    let all = statics.into_iter().chain(by_host());
+    route_from(image, opts, &statics(files))
+}
+
+/// The first of `statics`, then of [`by_host`], that serves the image.
+fn route_from(
+    image: &ImageRef,
+    opts: &Options,
+    statics: &[&dyn Source],
+) -> Result<Routed, NoSource> {
     let path_scoped = statics.iter().any(|s| s.path_scoped(image, opts));
-    for s in all {
+    for s in statics.iter().copied().chain(by_host()) {
         if let Some(route) = s.route(image, opts) {
             return Ok(Routed { route, path_scoped });
         }
@@ -194,6 +226,33 @@ fn route_direct_with(
         registry: image.registry.clone(),
         skipped: statics.iter().flat_map(|s| s.skipped()).collect(),
     })
+}
+
+/// The route an image gets when namespace-scoped credentials do not apply
+/// (a pod they are not given to, falling back to the node; a request
+/// without a token): every other source, in the usual order.
+pub fn route_for_node(image: &ImageRef, opts: &Options) -> Option<Routed> {
+    let files = node_files(opts);
+    let all = statics(&files);
+    route_from(image, opts, &all[1..]).ok()
+}
+
+/// Only the operator's static credentials in `opts` (docker configs, then
+/// Secrets Manager keys): the sources a namespace-scoped entry holds.
+pub fn route_statics(image: &ImageRef, opts: &Options) -> Option<Box<dyn Route>> {
+    let files = node_files(opts);
+    node_statics(&files)
+        .into_iter()
+        .find_map(|s| s.route(image, opts))
+}
+
+/// Whether the static credentials in `opts` hold a path-scoped key for the
+/// image's host (see [`Source::path_scoped`]).
+pub fn statics_path_scoped(image: &ImageRef, opts: &Options) -> bool {
+    let files = node_files(opts);
+    node_statics(&files)
+        .iter()
+        .any(|s| s.path_scoped(image, opts))
 }
 
 /// The cloud source a registry host names, ignoring static credentials
@@ -217,7 +276,7 @@ impl std::fmt::Display for NoSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "no pullcred source serves registry {:?} (supported: Amazon ECR private and ECR Public hosts; Google gcr.io, *.gcr.io, <location>-docker.pkg.dev, docker.<region>.rep.pkg.dev, container.cloud.google.com; Azure Container Registry hosts and --mirror sources; --docker-config and --aws-secret keys); check the kubelet config's matchImages",
+            "no pullcred source serves registry {:?} (supported: Amazon ECR private and ECR Public hosts; Google gcr.io, *.gcr.io, <location>-docker.pkg.dev, docker.<region>.rep.pkg.dev, container.cloud.google.com; Azure Container Registry hosts and --mirror sources; --docker-config and --aws-secret keys; the config file's vault, exchanges and namespaceCredentials registry keys); check the kubelet config's matchImages",
             self.registry
         )?;
         if !self.skipped.is_empty() {

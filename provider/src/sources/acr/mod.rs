@@ -18,7 +18,9 @@ use std::sync::Arc;
 use super::{Credential, FetchContext, Route, Source, SourceError, token_key};
 use crate::image::ImageRef;
 use crate::settings::{Options, WorkloadSettings};
-use crate::workload::{Identity, PodRules, ServiceAccount, Workload, annotation, first_set};
+use crate::workload::{
+    Identity, IdentityKind, PodRules, ServiceAccount, Workload, annotation, first_set,
+};
 
 pub use kubelet_config::sources::{AZURE_CLIENT_ANNOTATION, AZURE_TENANT_ANNOTATION};
 
@@ -115,6 +117,10 @@ impl Identity for AzureClient {
             ("sa-azure-client", self.client_id.clone()),
             ("sa-azure-tenant", self.tenant.clone().unwrap_or_default()),
         ]
+    }
+
+    fn policy_value(&self) -> Option<(IdentityKind, String)> {
+        Some((IdentityKind::EntraClientId, self.client_id.clone()))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

@@ -5,9 +5,12 @@
 //! hosts), the per-pod role rules (KEP-4412: `eks.amazonaws.com/ecr-role-arn`,
 //! optionally IRSA's `eks.amazonaws.com/role-arn`, else `--ecr-role-arn`), the
 //! cache-key parts (one ECR token serves every registry of a region) and what
-//! `doctor` says. The SDK calls are in [`sdk`]; a build without the `aws`
-//! feature gets `disabled.rs` in its place.
+//! `doctor` says. A token with the `pods.eks.amazonaws.com` audience goes to
+//! EKS Pod Identity first, or after a role annotation with `eksPodIdentity.prefer:
+//! annotations` ([`pod_identity`] has the whole order). The SDK calls are in
+//! [`sdk`]; a build without the `aws` feature gets `disabled.rs` in its place.
 
+pub mod pod_identity;
 #[cfg_attr(not(feature = "aws"), path = "disabled.rs")]
 pub mod sdk;
 
@@ -21,7 +24,9 @@ use crate::image::ImageRef;
 use crate::protocol::{AuthConfig, CacheKeyType};
 use crate::secret::Secret;
 use crate::settings::{Options, WorkloadSettings};
-use crate::workload::{Identity, PodRules, ServiceAccount, Workload, annotation, first_set};
+use crate::workload::{
+    Identity, IdentityKind, PodRules, ServiceAccount, Workload, annotation, first_set,
+};
 
 pub use kubelet_config::sources::{AWS_ROLE_ANNOTATION, IRSA_ROLE_ANNOTATION};
 pub const AWS_ROLE_ENV: &str = "AWS_ECR_ROLE_ARN";
@@ -34,11 +39,12 @@ const MAX_SESSION_NAME: usize = 64;
 pub struct Ecr;
 
 impl Source for Ecr {
-    fn route(&self, image: &ImageRef, _: &Options) -> Option<Box<dyn Route>> {
+    fn route(&self, image: &ImageRef, opts: &Options) -> Option<Box<dyn Route>> {
         if image.port().is_some() {
             return None;
         }
-        parse_ecr_host(image.host()).map(|r| Box::new(EcrRoute(r)) as Box<dyn Route>)
+        parse_ecr_host(image.host())
+            .map(|r| Box::new(EcrRoute(r, AwsRules::new(opts))) as Box<dyn Route>)
     }
 }
 
@@ -46,9 +52,9 @@ impl Source for Ecr {
 pub struct EcrPublic;
 
 impl Source for EcrPublic {
-    fn route(&self, image: &ImageRef, _: &Options) -> Option<Box<dyn Route>> {
+    fn route(&self, image: &ImageRef, opts: &Options) -> Option<Box<dyn Route>> {
         (image.port().is_none() && ECR_PUBLIC_HOSTS.contains(&image.host()))
-            .then(|| Box::new(EcrPublicRoute) as Box<dyn Route>)
+            .then(|| Box::new(EcrPublicRoute(AwsRules::new(opts))) as Box<dyn Route>)
     }
 }
 
@@ -78,7 +84,7 @@ impl Source for SecretsManager {
 }
 
 #[derive(Debug)]
-struct EcrRoute(EcrRegistry);
+struct EcrRoute(EcrRegistry, AwsRules);
 
 impl Route for EcrRoute {
     fn id(&self) -> &'static str {
@@ -131,7 +137,7 @@ impl Route for EcrRoute {
     }
 
     fn pod_rules(&self) -> Option<&dyn PodRules> {
-        Some(&AwsRules)
+        Some(&self.1)
     }
 
     fn shares_token_across_hosts(&self) -> bool {
@@ -150,7 +156,7 @@ impl Route for EcrRoute {
 }
 
 #[derive(Debug)]
-struct EcrPublicRoute;
+struct EcrPublicRoute(AwsRules);
 
 impl Route for EcrPublicRoute {
     fn id(&self) -> &'static str {
@@ -180,7 +186,7 @@ impl Route for EcrPublicRoute {
     }
 
     fn pod_rules(&self) -> Option<&dyn PodRules> {
-        Some(&AwsRules)
+        Some(&self.0)
     }
 
     fn fetch(&self, ctx: &FetchContext) -> Result<Credential, SourceError> {
@@ -268,13 +274,70 @@ impl Identity for AwsRole {
         ]
     }
 
+    fn policy_value(&self) -> Option<(IdentityKind, String)> {
+        Some((IdentityKind::IamRole, self.role_arn.clone()))
+    }
+
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
 }
 
-/// ECR's per-pod rules: a role, assumed with the pod's token.
-struct AwsRules;
+/// ECR's per-pod rules: a role, assumed with the pod's token, or for a
+/// token with the Pod Identity audience, the EKS Pod Identity association
+/// ([`pod_identity`]).
+#[derive(Debug)]
+struct AwsRules {
+    /// The config file's `eksPodIdentity`, if any.
+    eks: Option<pod_identity::EksPodIdentity>,
+}
+
+impl AwsRules {
+    fn new(opts: &Options) -> AwsRules {
+        AwsRules {
+            eks: opts.config.eks_pod_identity.clone(),
+        }
+    }
+
+    /// A Pod Identity token's identity: the association, or the role an
+    /// annotation names when the config prefers annotations.
+    fn pod_identity(
+        &self,
+        account: &ServiceAccount,
+        annotations: &BTreeMap<String, String>,
+        settings: &WorkloadSettings,
+    ) -> Result<Arc<dyn Identity>, String> {
+        let role = role(account, annotations, settings)?;
+        let prefer = self.eks.as_ref().and_then(|e| e.prefer).unwrap_or_default();
+        if prefer == pod_identity::Prefer::Annotations
+            && self.naming_annotation(annotations, settings).is_some()
+            && let Some(role) = role
+        {
+            return Ok(Arc::new(role));
+        }
+        let env = std::env::var(pod_identity::CLUSTER_ENV).ok();
+        let at = pod_identity::locate(self.eks.as_ref(), env.as_deref(), |path| {
+            crate::private_file::open_regular(
+                path,
+                crate::private_file::Limits::shared(pod_identity::NODEADM_MAX_BYTES),
+            )
+            .map_err(|e| format!("{}: {e}", path.display()))
+            .and_then(|b| {
+                String::from_utf8(b).map_err(|_| format!("{}: is not UTF-8", path.display()))
+            })
+        })?;
+        Ok(Arc::new(pod_identity::PodIdentity {
+            cluster: at.cluster,
+            cluster_from: at.cluster_from,
+            region: at.region,
+            endpoint: std::env::var(pod_identity::ENDPOINT_ENV)
+                .ok()
+                .filter(|v| !v.is_empty()),
+            fallback: role,
+            fallback_to_node: settings.fallback_to_node,
+        }))
+    }
+}
 
 impl PodRules for AwsRules {
     fn naming_annotation(
@@ -297,6 +360,19 @@ impl PodRules for AwsRules {
         settings: &WorkloadSettings,
     ) -> Result<Option<Arc<dyn Identity>>, String> {
         Ok(role(account, annotations, settings)?.map(|r| Arc::new(r) as Arc<dyn Identity>))
+    }
+
+    fn identity_for_audiences(
+        &self,
+        account: &ServiceAccount,
+        audiences: &[String],
+        annotations: &BTreeMap<String, String>,
+        settings: &WorkloadSettings,
+    ) -> Result<Option<Arc<dyn Identity>>, String> {
+        if pod_identity::is_pod_identity_token(audiences) {
+            return self.pod_identity(account, annotations, settings).map(Some);
+        }
+        self.identity(account, annotations, settings)
     }
 
     fn missing_hint(&self, settings: &WorkloadSettings) -> String {

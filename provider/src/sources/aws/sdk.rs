@@ -16,6 +16,11 @@
 //! (an unsigned call, in the registry's region) and the ECR call is signed with
 //! the session's credentials, held in memory only. The ECR token is then not
 //! used past that session's expiry.
+//!
+//! A token with the EKS Pod Identity audience is exchanged instead with the
+//! EKS Auth API's `AssumeRoleForPodIdentity` (signed with the node's
+//! credentials, in the cluster's region; see [`super::pod_identity`]), and the
+//! ECR call is signed with the session it returns, exactly as above.
 
 use std::time::Duration;
 
@@ -45,45 +50,27 @@ use aws_types::service_config::ServiceConfigKey;
 
 use aws_sdk_ecr::config::Credentials;
 
+use super::pod_identity::{self, EksAuthOutcome, PodIdentity};
 use super::{AwsRole, EcrRegistry};
 use crate::deadline::Deadline;
 use crate::error::{Detail, Kind};
 use crate::proxy::{self, ProxyUrl};
+use crate::resolve::SdkResolver;
 use crate::secret::Secret;
 use crate::sources::{Fetched, SourceError, error_chain};
-use crate::workload::Workload;
+use crate::workload::{Identity, ServiceAccount, Workload};
 
 /// ECR Public's API lives in us-east-1 only.
 const ECR_PUBLIC_REGION: &str = "us-east-1";
 
 /// Fetches an ECR token, with the node's credentials or, for a pod's
-/// service account, with a role assumed by `AssumeRoleWithWebIdentity`.
+/// service account, with a role assumed by `AssumeRoleWithWebIdentity` or
+/// the session of its EKS Pod Identity association.
 pub fn fetch(
     registry: Option<&EcrRegistry>,
     workload: Option<&Workload>,
     deadline: &Deadline,
 ) -> Result<Fetched, SourceError> {
-    let web = match workload {
-        Some(w) => {
-            let Some(role) = w.identity.as_any().downcast_ref::<AwsRole>() else {
-                return Err(SourceError::new(
-                    "ECR",
-                    format!("{} names no AWS role", w.account),
-                ));
-            };
-            Some(WebIdentity {
-                account: w.account.to_string(),
-                subject: format!(
-                    "system:serviceaccount:{}:{}",
-                    w.account.namespace, w.account.name
-                ),
-                role_arn: &role.role_arn,
-                session_name: &role.session_name,
-                token: &w.token,
-            })
-        }
-        None => None,
-    };
     let step = match registry {
         Some(r) => private_step(r),
         None => format!("ecr-public GetAuthorizationToken (region {ECR_PUBLIC_REGION})"),
@@ -92,19 +79,9 @@ pub fn fetch(
         Some(r) => r.region.as_str(),
         None => ECR_PUBLIC_REGION,
     };
-    let creds = match &web {
-        Some(w) => {
-            let sts_step = format!(
-                "sts AssumeRoleWithWebIdentity for {} (role {}, session {}, region {region})",
-                w.account, w.role_arn, w.session_name
-            );
-            let fips = registry.is_some_and(|r| r.fips);
-            Some(block_on(
-                sts_step,
-                deadline,
-                assume_role(w, region, fips, deadline),
-            )?)
-        }
+    let fips = registry.is_some_and(|r| r.fips);
+    let creds = match workload {
+        Some(w) => pod_session(w, region, fips, deadline)?,
         None => None,
     };
     let mut fetched = block_on(
@@ -120,6 +97,182 @@ pub fn fetch(
         fetched.expires_at = fetched.expires_at.min(secs);
     }
     Ok(fetched)
+}
+
+/// The session that signs the ECR call for a pod: an assumed role's, or its
+/// Pod Identity association's (then, without an association, the fallbacks
+/// of [`super::pod_identity`]). `None`: the node's own credentials.
+fn pod_session(
+    w: &Workload,
+    region: &str,
+    fips: bool,
+    deadline: &Deadline,
+) -> Result<Option<Credentials>, SourceError> {
+    if let Some(role) = w.identity.as_any().downcast_ref::<AwsRole>() {
+        return web_identity(w, role, region, fips, deadline).map(Some);
+    }
+    let Some(pi) = w.identity.as_any().downcast_ref::<PodIdentity>() else {
+        return Err(SourceError::new(
+            "ECR",
+            format!("{} names no AWS role", w.account),
+        ));
+    };
+    let step = format!(
+        "eks-auth AssumeRoleForPodIdentity for {} (cluster {}, region {})",
+        w.account,
+        pi.cluster,
+        pi.region.as_deref().unwrap_or("from the AWS region chain")
+    );
+    let answer = block_on(
+        step.clone(),
+        deadline,
+        assume_role_for_pod_identity(pi, &w.account, &w.token, deadline),
+    )?;
+    let upstream = match answer {
+        Ok(creds) => return Ok(Some(creds)),
+        Err(upstream) => upstream,
+    };
+    match &pi.fallback {
+        Some(role) => {
+            tracing::info!(
+                "{}: no EKS Pod Identity association in cluster {}; using {}",
+                w.account,
+                pi.cluster,
+                role.describe()
+            );
+            web_identity(w, role, region, fips, deadline).map(Some)
+        }
+        None if pi.fallback_to_node => {
+            tracing::warn!(
+                "{}: no EKS Pod Identity association in cluster {} and no role annotation; using the node's identity (--service-account-fallback=node)",
+                w.account,
+                pi.cluster
+            );
+            Ok(None)
+        }
+        None => Err(SourceError::refused(
+            step,
+            pod_identity::no_association(pi, &w.account, &upstream),
+        )),
+    }
+}
+
+/// `sts:AssumeRoleWithWebIdentity` for `role` with the pod's token.
+fn web_identity(
+    w: &Workload,
+    role: &AwsRole,
+    region: &str,
+    fips: bool,
+    deadline: &Deadline,
+) -> Result<Credentials, SourceError> {
+    let web = WebIdentity {
+        account: w.account.to_string(),
+        subject: format!(
+            "system:serviceaccount:{}:{}",
+            w.account.namespace, w.account.name
+        ),
+        role_arn: &role.role_arn,
+        session_name: &role.session_name,
+        token: &w.token,
+    };
+    let sts_step = format!(
+        "sts AssumeRoleWithWebIdentity for {} (role {}, session {}, region {region})",
+        web.account, web.role_arn, web.session_name
+    );
+    block_on(
+        sts_step,
+        deadline,
+        assume_role(&web, region, fips, deadline),
+    )
+}
+
+/// EKS Auth `AssumeRoleForPodIdentity`, signed with the node's credentials.
+/// `Ok(Err(text))`: EKS Auth knows no association for the service account
+/// (its words, for the message); other failures are typed errors. The
+/// session is kept in memory only.
+async fn assume_role_for_pod_identity(
+    pi: &PodIdentity,
+    account: &ServiceAccount,
+    token: &Secret,
+    deadline: &Deadline,
+) -> Result<Result<Credentials, String>, Detail> {
+    let conf = sdk_config(pi.region.as_deref(), deadline).await;
+    if conf.region().is_none() {
+        return Err(Detail {
+            kind: Kind::Config,
+            text: "no AWS region for EKS Auth: set eksPodIdentity.region in the pullcred config, or AWS_REGION".into(),
+        });
+    }
+    let client = aws_sdk_eksauth::Client::from_conf(
+        aws_sdk_eksauth::config::Builder::from(&conf)
+            .interceptor(BoundedBody)
+            .interceptor(HttpsOnly)
+            .build(),
+    );
+    tracing::debug!(cluster = %pi.cluster, region = ?conf.region(), "calling eks-auth:AssumeRoleForPodIdentity");
+    let out = match client
+        .assume_role_for_pod_identity()
+        .cluster_name(&pi.cluster)
+        .token(token.expose())
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(e) => {
+            let code = e.as_service_error().and_then(|s| s.code());
+            let status = e.raw_response().map_or(0, |r| r.status().as_u16());
+            let mut text = describe(&e);
+            return match pod_identity::classify(code, status) {
+                EksAuthOutcome::NoAssociation => Ok(Err(text)),
+                EksAuthOutcome::Refused => {
+                    if let Some(hint) = code.and_then(|c| pod_identity::refusal_hint(c, account)) {
+                        text.push_str("; ");
+                        text.push_str(&hint);
+                    }
+                    Err(Detail {
+                        kind: Kind::Refused,
+                        text,
+                    })
+                }
+                EksAuthOutcome::Unavailable => Err(text.into()),
+            };
+        }
+    };
+    let c = out
+        .credentials()
+        .ok_or("EKS Auth answered with no credentials")?;
+    if c.access_key_id().is_empty()
+        || c.secret_access_key().is_empty()
+        || c.session_token().is_empty()
+    {
+        return Err("EKS Auth answered with empty credentials".into());
+    }
+    let expiry = std::time::SystemTime::try_from(*c.expiration())
+        .map_err(|_| "EKS Auth answered with an unreadable expiration".to_string())?;
+    // The association is the service account's: an answer for another one
+    // is not used, whatever it holds.
+    if let Some(s) = out.subject()
+        && (s.namespace() != account.namespace || s.service_account() != account.name)
+    {
+        return Err(format!(
+            "EKS Auth answered for service account {}/{}, not for the token's {account}; not using it",
+            crate::logging::echo(s.namespace()),
+            crate::logging::echo(s.service_account())
+        )
+        .into());
+    }
+    tracing::debug!(
+        role = out.assumed_role_user().map(|u| u.arn()),
+        association = out.pod_identity_association().map(|a| a.association_id()),
+        "EKS Pod Identity session"
+    );
+    Ok(Ok(Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        Some(expiry),
+        "pullcred-eks-pod-identity",
+    )))
 }
 
 /// A pod's request to assume a role with its service-account token.
@@ -358,15 +511,19 @@ async fn sdk_config(region: Option<&str>, deadline: &Deadline) -> SdkConfig {
     let operation = remaining
         .saturating_sub(Duration::from_millis(300))
         .max(Duration::from_millis(100));
-    let http = ProxyRouting::client(proxy::global());
+    let http = ProxyRouting::client(proxy::global(), deadline);
     let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
     if let Some(r) = region {
         loader = loader.region(Region::new(r.to_string()));
     }
     loader
         .retry_config(
+            // The SDK's standard 3 attempts: the fleet simulation
+            // (bench/fleet_sim.py) showed 5 attempts per exec turning an
+            // outage into a storm of failed calls; a transient 5xx or
+            // throttle still gets two retries within the deadline.
             RetryConfig::standard()
-                .with_max_attempts(5)
+                .with_max_attempts(3)
                 .with_initial_backoff(Duration::from_millis(100))
                 .with_max_backoff(Duration::from_secs(4)),
         )
@@ -416,10 +573,14 @@ struct ProxyRouting {
 }
 
 impl ProxyRouting {
-    fn client(policy: &'static proxy::Policy) -> SharedHttpClient {
+    fn client(policy: &'static proxy::Policy, deadline: &Deadline) -> SharedHttpClient {
+        // Names through pullcred's own resolver, never getaddrinfo.
+        let dns = SdkResolver {
+            deadline: *deadline,
+        };
         let direct = aws_smithy_http_client::Builder::new()
             .tls_provider(rustls_ring())
-            .build_https();
+            .build_with_resolver(dns);
         if policy.is_empty() {
             return direct;
         }
@@ -433,6 +594,7 @@ impl ProxyRouting {
                         p.clone(),
                         SharedHttpClient::new(ViaProxy {
                             config,
+                            dns,
                             connectors: Default::default(),
                         }),
                     )),
@@ -522,6 +684,8 @@ impl HttpConnector for RoutedConnector {
 /// connector per timeout settings, as the SDK's own client keeps.
 struct ViaProxy {
     config: ProxyConfig,
+    /// The proxy's own name is resolved here.
+    dns: SdkResolver,
     connectors: std::sync::Mutex<Vec<(ConnectorKey, SharedHttpConnector)>>,
 }
 
@@ -551,7 +715,7 @@ impl HttpClient for ViaProxy {
         let c = SharedHttpConnector::new(
             b.proxy_config(self.config.clone())
                 .tls_provider(rustls_ring())
-                .build(),
+                .build_with_resolver(self.dns),
         );
         cache.push((key, c.clone()));
         c
@@ -731,6 +895,43 @@ mod tests {
         ];
         for (host, want) in cases {
             assert_eq!(resolve(host), want, "{host}");
+        }
+    }
+
+    /// EKS Auth lives on each partition's dual-stack suffix (the SDK's
+    /// endpoint rules, as aws-sdk-go-v2 `service/eksauth/endpoints.go`).
+    #[test]
+    fn eks_auth_endpoints_per_partition() {
+        use aws_sdk_eksauth::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+        let resolve = |region: &str, fips: bool| {
+            let params = Params::builder()
+                .region(region.to_string())
+                .use_fips(fips)
+                .build()
+                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(DefaultResolver::new().resolve_endpoint(&params))
+                .unwrap()
+                .url()
+                .to_string()
+        };
+        for (region, fips, want) in [
+            ("us-west-2", false, "https://eks-auth.us-west-2.api.aws"),
+            ("us-west-2", true, "https://eks-auth-fips.us-west-2.api.aws"),
+            (
+                "us-gov-west-1",
+                false,
+                "https://eks-auth.us-gov-west-1.api.aws",
+            ),
+            (
+                "cn-north-1",
+                false,
+                "https://eks-auth.cn-north-1.api.amazonwebservices.com.cn",
+            ),
+        ] {
+            assert_eq!(resolve(region, fips), want, "{region} fips={fips}");
         }
     }
 

@@ -319,7 +319,7 @@ fn from_file(
     let fail = SourceError::at(&file_step);
     let bytes = read_private(path).map_err(fail)?;
     let kind: FileType = serde_json::from_slice(&bytes)
-        .map_err(|e| fail(format!("not JSON ({})", json_position(&e))))?;
+        .map_err(|e| fail(format!("not JSON ({})", crate::error::json_position(&e))))?;
     match kind.kind.as_deref() {
         Some("service_account") => {
             let key = jwt::ServiceAccountKey::parse(&bytes).map_err(fail)?;
@@ -349,17 +349,6 @@ fn read_limited(path: &Path) -> Result<Vec<u8>, String> {
     private_file::open_regular(path, Limits::shared(MAX_FILE_BYTES)).map_err(|e| e.to_string())
 }
 
-/// Where a JSON error is, without quoting the input (it may hold a key).
-fn json_position(e: &serde_json::Error) -> String {
-    format!(
-        "{:?} error at line {} column {}",
-        e.classify(),
-        e.line(),
-        e.column()
-    )
-    .to_lowercase()
-}
-
 // ---------------------------------------------------------------- answers
 
 #[derive(Deserialize)]
@@ -374,8 +363,12 @@ struct TokenResponse {
 /// guess); `0` gives an already-expired token, served once and not cached;
 /// a huge value saturates (the cache caps it at 12h).
 pub fn parse_token_response(body: &[u8], now: i64) -> Result<(Secret, i64), String> {
-    let r: TokenResponse = serde_json::from_slice(body)
-        .map_err(|e| format!("unreadable token response ({})", json_position(&e)))?;
+    let r: TokenResponse = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "unreadable token response ({})",
+            crate::error::json_position(&e)
+        )
+    })?;
     let token = r
         .access_token
         .filter(|t| !t.is_empty())

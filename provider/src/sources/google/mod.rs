@@ -18,7 +18,9 @@ use std::sync::Arc;
 use super::{Credential, FetchContext, Route, Source, SourceError, token_key};
 use crate::image::ImageRef;
 use crate::settings::{Options, WorkloadSettings};
-use crate::workload::{Identity, PodRules, ServiceAccount, Workload, annotation, first_set};
+use crate::workload::{
+    Identity, IdentityKind, PodRules, ServiceAccount, Workload, annotation, first_set,
+};
 
 pub use kubelet_config::sources::{
     GKE_ENABLE_ANNOTATION, GKE_SERVICE_ACCOUNT_ANNOTATION, GOOGLE_AUDIENCE_ANNOTATION,
@@ -127,6 +129,14 @@ impl Identity for GoogleIdentity {
                 self.impersonate.clone().unwrap_or_default(),
             ),
         ]
+    }
+
+    /// A pod that impersonates no Google service account uses its own
+    /// federated principal: nothing for an allow list of service accounts.
+    fn policy_value(&self) -> Option<(IdentityKind, String)> {
+        self.impersonate
+            .clone()
+            .map(|sa| (IdentityKind::GoogleServiceAccount, sa))
     }
 
     fn as_any(&self) -> &dyn std::any::Any {

@@ -59,7 +59,7 @@ impl ExternalAccount {
         let a: ExternalAccount = serde_json::from_slice(bytes).map_err(|e| {
             format!(
                 "malformed external account file ({})",
-                super::json_position(&e)
+                crate::error::json_position(&e)
             )
         })?;
         if a.audience.is_empty() {
@@ -290,7 +290,10 @@ impl ExternalAccount {
             }
             Some(name) => {
                 let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-                    format!("subject token is not JSON ({})", super::json_position(&e))
+                    format!(
+                        "subject token is not JSON ({})",
+                        crate::error::json_position(&e)
+                    )
                 })?;
                 match v.get(name.as_str()) {
                     Some(serde_json::Value::String(s)) => Secret::new(s.trim()),
@@ -317,7 +320,7 @@ pub fn parse_impersonation(body: &[u8]) -> Result<(Secret, i64), String> {
     let r: Impersonated = serde_json::from_slice(body).map_err(|e| {
         format!(
             "unreadable generateAccessToken response ({})",
-            super::json_position(&e)
+            crate::error::json_position(&e)
         )
     })?;
     let token = r

@@ -50,7 +50,7 @@ impl ServiceAccountKey {
         let f: KeyFile = serde_json::from_slice(bytes).map_err(|e| {
             format!(
                 "malformed service account key ({})",
-                super::json_position(&e)
+                crate::error::json_position(&e)
             )
         })?;
         let client_email = f

@@ -285,7 +285,7 @@ impl<'a> Imds<'a> {
         let c: ImdsCredentials = serde_json::from_str(body.expose()).map_err(|e| {
             SourceError::new(
                 format!("{what} ({url})"),
-                format!("unreadable answer ({})", super::json_position(&e)),
+                format!("unreadable answer ({})", crate::error::json_position(&e)),
             )
         })?;
         match (c.access_key_id, c.secret_access_key) {

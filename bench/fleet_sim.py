@@ -126,23 +126,23 @@ def refresh_points(fetched, expires, fraction):
 class Api:
     short: str
     name: str
-    attempts: int          # calls per exec while it fails (pullcred's own retries)
+    attempts: int          # calls per exec while it fails (pullcred's own retries: the AWS SDK's standard 3)
     quota: float | None    # published default, calls per second
     scope: str
     source: str
 
 
 APIS = [
-    Api("ecr-a", "ECR GetAuthorizationToken, us-east-1", 5, 500.0,
+    Api("ecr-a", "ECR GetAuthorizationToken, us-east-1", 3, 500.0,
         "per account per Region (adjustable, L-55A41110)",
         "https://docs.aws.amazon.com/AmazonECR/latest/userguide/service-quotas.html"),
-    Api("ecr-b", "ECR GetAuthorizationToken, eu-west-1", 5, 500.0,
+    Api("ecr-b", "ECR GetAuthorizationToken, eu-west-1", 3, 500.0,
         "per account per Region (adjustable, L-55A41110)",
         "https://docs.aws.amazon.com/AmazonECR/latest/userguide/service-quotas.html"),
-    Api("ecr-public", "ECR Public GetAuthorizationToken", 5, 200.0,
+    Api("ecr-public", "ECR Public GetAuthorizationToken", 3, 200.0,
         "per account per Region (us-east-1; adjustable, L-B5773E0E)",
         "https://docs.aws.amazon.com/AmazonECR/latest/public/public-service-quotas.html"),
-    Api("sts", "AWS STS AssumeRoleWithWebIdentity, us-east-1", 5, 600.0,
+    Api("sts", "AWS STS AssumeRoleWithWebIdentity, us-east-1", 3, 600.0,
         "600/s per account per Region is the published quota of STS calls signed with AWS "
         "credentials (AssumeRole, GetSessionToken, ...); AssumeRoleWithWebIdentity is unsigned "
         "and not in that list: no number is published for it",

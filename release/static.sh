@@ -21,6 +21,10 @@
 # whose start-up code applies the relocations itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Remapped source paths (release/reproducible.sh): the flags release/release.sh
+# builds with, so the static build of tests/run is the one a release reuses,
+# and no build path ends up in the binary.
+. release/reproducible.sh
 target=x86_64-unknown-linux-gnu
 flags="-C target-feature=+crt-static"
 case "${PULLCRED_PIE:-}" in

@@ -29,6 +29,7 @@ The rules checked here:
 """
 
 import json
+from pathlib import Path
 import os
 import time
 
@@ -410,6 +411,19 @@ def test_no_association_with_the_node_fallback_uses_the_node(plugin, eks, sts, e
     [ecall] = ecr.calls
     assert ecall["access_key_id"] == ACCESS_KEY and ecall["session_token"] is None
     assert any("WARN" in l and "node" in l for l in res.stderr.splitlines()), res.stderr
+
+
+def test_a_policy_deny_wins_over_the_global_node_fallback(plugin, eks, sts, ecr, aws):
+    """The policy's `fallback: deny` for the namespace decides, not the global
+    --service-account-fallback=node: no association, so the pull fails and
+    the node's credentials are never used."""
+    path = Path(aws["PULLCRED_CONFIG"])
+    doc = json.loads(path.read_text())
+    doc["policy"] = [{"namespaces": ["team-a"], "fallback": "deny"}]
+    path.write_text(json.dumps(doc))
+    res = plugin.run(sa_request(IMAGE, pi_token(), {}), env=aws, args=("--service-account-fallback=node",))
+    fails(res, "aws eks create-pod-identity-association", "team-a/puller")
+    assert ecr.call_count() == 0
 
 
 def test_a_token_without_the_pod_identity_audience_keeps_the_role_rules(plugin, eks, sts, ecr, aws):

@@ -199,10 +199,24 @@ pub fn resolve(
             account.expires_at
         ));
     }
-    let audiences = read_audiences(token.expose());
-    let identity = rules.identity_for_audiences(&account, &audiences, annotations, settings)?;
     let (ns, sa) = (account.namespace.as_str(), account.name.as_str());
     let rule = policy::rule_for(&settings.policy, ns, sa, image);
+    // The rule's fallback replaces the global flag for this request, also
+    // for a source that decides the fallback itself later (EKS Pod
+    // Identity falls back to the node only when no association exists).
+    let effective;
+    let settings = match rule.and_then(|(_, r)| r.fallback) {
+        Some(f) => {
+            effective = WorkloadSettings {
+                fallback_to_node: f == Fallback::Node,
+                ..settings.clone()
+            };
+            &effective
+        }
+        None => settings,
+    };
+    let audiences = read_audiences(token.expose());
+    let identity = rules.identity_for_audiences(&account, &audiences, annotations, settings)?;
     match identity {
         Some(identity) => {
             if let Some((kind, value)) = identity.policy_value()

@@ -47,12 +47,15 @@ use kubelet_config::pullcred::policy::{self, Fallback};
 /// A cloud's per-pod identity rules: which annotations name an identity,
 /// what identity they name, and what to tell an operator when none does.
 pub trait PodRules {
-    /// The annotation that names an identity, if any is set.
+    /// The annotation that names an identity, if any is set; `None` for
+    /// rules no annotation steers (an exchange, namespace-scoped credentials).
     fn naming_annotation(
         &self,
-        annotations: &BTreeMap<String, String>,
-        settings: &WorkloadSettings,
-    ) -> Option<&'static str>;
+        _annotations: &BTreeMap<String, String>,
+        _settings: &WorkloadSettings,
+    ) -> Option<&'static str> {
+        None
+    }
     /// The identity the service account asks for; `None` when nothing names one.
     fn identity(
         &self,

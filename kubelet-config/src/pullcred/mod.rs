@@ -198,6 +198,17 @@ pub fn check_registry_key(at: &str, key: &str, out: &mut Vec<Problem>) {
     }
 }
 
+/// Checks a `namespaces:` list (`at` is its path): not empty (else
+/// `empty`), and each entry a selector ([`check_selector`]).
+pub fn check_selectors(at: &str, selectors: &[String], empty: &str, out: &mut Vec<Problem>) {
+    if selectors.is_empty() {
+        out.push(Problem::error(at, empty));
+    }
+    for (i, s) in selectors.iter().enumerate() {
+        check_selector(&format!("{at}[{i}]"), s, out);
+    }
+}
+
 /// Checks a `namespaces:` selector: `namespace` or `namespace/serviceaccount`,
 /// each a glob.
 pub fn check_selector(at: &str, sel: &str, out: &mut Vec<Problem>) {

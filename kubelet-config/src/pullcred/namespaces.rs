@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Problem, check_registry_key, check_selector};
+use super::{Problem, check_registry_key, check_selectors};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -30,15 +30,12 @@ pub struct AwsSecret {
 
 impl NamespaceCredential {
     pub fn check(&self, at: &str, out: &mut Vec<Problem>) {
-        if self.namespaces.is_empty() {
-            out.push(Problem::error(
-                format!("{at}.namespaces"),
-                "names no namespace",
-            ));
-        }
-        for (i, s) in self.namespaces.iter().enumerate() {
-            check_selector(&format!("{at}.namespaces[{i}]"), s, out);
-        }
+        check_selectors(
+            &format!("{at}.namespaces"),
+            &self.namespaces,
+            "names no namespace",
+            out,
+        );
         if self.docker_config.is_none() && self.aws_secrets.is_empty() {
             out.push(Problem::error(at, "needs dockerConfig or awsSecrets"));
         }

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Problem, check_registry_key, check_selector, selector_matches};
+use super::{Problem, check_registry_key, check_selectors, selector_matches};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -84,15 +84,12 @@ impl Allowed {
 
 impl PolicyRule {
     pub fn check(&self, at: &str, out: &mut Vec<Problem>) {
-        if self.namespaces.is_empty() {
-            out.push(Problem::error(
-                format!("{at}.namespaces"),
-                "names no namespace",
-            ));
-        }
-        for (i, s) in self.namespaces.iter().enumerate() {
-            check_selector(&format!("{at}.namespaces[{i}]"), s, out);
-        }
+        check_selectors(
+            &format!("{at}.namespaces"),
+            &self.namespaces,
+            "names no namespace",
+            out,
+        );
         for (i, r) in self.registries.iter().enumerate() {
             check_registry_key(&format!("{at}.registries[{i}]"), r, out);
         }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Problem, check_named_source, check_secret_url, check_selector};
+use super::{Problem, check_named_source, check_secret_url, check_selectors};
 
 /// The annotation that names the Vault role a service account logs in as.
 pub const VAULT_ROLE_ANNOTATION: &str = "pullcred.dev/vault-role";
@@ -140,15 +140,12 @@ impl VaultSource {
                 check_mount(&format!("{at}.pod.mount"), m, out);
             }
             for (i, m) in p.roles.iter().enumerate() {
-                if m.namespaces.is_empty() {
-                    out.push(Problem::error(
-                        format!("{at}.pod.roles[{i}].namespaces"),
-                        "lists no namespace selector",
-                    ));
-                }
-                for (j, s) in m.namespaces.iter().enumerate() {
-                    check_selector(&format!("{at}.pod.roles[{i}].namespaces[{j}]"), s, out);
-                }
+                check_selectors(
+                    &format!("{at}.pod.roles[{i}].namespaces"),
+                    &m.namespaces,
+                    "lists no namespace selector",
+                    out,
+                );
                 check_role(&format!("{at}.pod.roles[{i}].role"), &m.role, out);
             }
             if let Some(r) = &p.default_role {

@@ -251,14 +251,6 @@ struct ExchangeRules {
 }
 
 impl PodRules for ExchangeRules {
-    fn naming_annotation(
-        &self,
-        _: &BTreeMap<String, String>,
-        _: &WorkloadSettings,
-    ) -> Option<&'static str> {
-        None
-    }
-
     fn identity(
         &self,
         _: &ServiceAccount,

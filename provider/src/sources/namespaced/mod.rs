@@ -246,15 +246,7 @@ impl Identity for Chosen {
 }
 
 impl PodRules for NamespacedRoute {
-    /// No annotation names namespace-scoped credentials: the namespace does.
-    fn naming_annotation(
-        &self,
-        _: &BTreeMap<String, String>,
-        _: &WorkloadSettings,
-    ) -> Option<&'static str> {
-        None
-    }
-
+    // No annotation names namespace-scoped credentials: the namespace does.
     fn identity(
         &self,
         account: &ServiceAccount,

@@ -17,8 +17,8 @@ Method: relinks the release build without the ordering and with a link map
 (`PULLCRED_NO_SYMBOL_ORDER=1 PULLCRED_LINK_MAP=...`: same profile, so the
 same symbol names; only the final link runs again), runs cache hits of that
 stripped binary under `valgrind --tool=callgrind` (instruction-level
-tracing, no timing), names each function entry callgrind saw by the link
-map's symbol at that address, writes them in address order, and relinks
+tracing, no timing), names every instruction callgrind saw executed by the
+link map's symbol around it, writes them in address order, and relinks
 target/release/pullcred with the new list. A build with another profile
 (unstripped, say) would not do: the profile is part of every symbol's hash.
 Hits covered: ECR with the node's identity, ECR with a pod's identity, a
@@ -76,18 +76,23 @@ def unordered() -> Path:
 
 def traced(binp: Path, env, req: bytes, out: Path):
     valgrind = shutil.which("valgrind") or "/usr/bin/valgrind"
-    r = bench.spawn([valgrind, "--tool=callgrind", "--demangle=no", "--dump-instr=no",
+    r = bench.spawn([valgrind, "--tool=callgrind", "--demangle=no", "--dump-instr=yes", "--compress-pos=no",
                      f"--callgrind-out-file={out}", str(binp)], env, req)
     if r.code != 0:
         raise SystemExit(f"symbol_order: traced hit failed: {r.err.strip()[-300:]}")
 
 
 def entries_in(callgrind_out: Path):
-    """The function entry addresses callgrind saw (a stripped binary's
-    functions are named by address)."""
+    """Every instruction address callgrind saw executed (`--dump-instr=yes
+    --compress-pos=no`: each cost line starts with its absolute address).
+
+    Function entries alone are not enough: callgrind folds a function
+    entered by a jump (a tail call, as `__rust_begin_short_backtrace` makes
+    into `pullcred::cli::main`) into its caller, and such functions were
+    missing from the list."""
     addrs = set()
     for line in callgrind_out.read_text(errors="replace").splitlines():
-        m = re.match(r"^c?fn=\(\d+\) 0x([0-9a-fA-F]+)$", line)
+        m = re.match(r"^(0x[0-9a-fA-F]+) ", line)
         if m:
             addrs.add(int(m.group(1), 16))
     return addrs
@@ -128,6 +133,22 @@ def name_entries(addrs, symbols):
     return names
 
 
+# glibc's string functions come in variants that an IFUNC picks at start-up
+# from the CPU's features (`__memmove_avx512_unaligned_erms`, ...). Valgrind's
+# virtual CPU has fewer features than the machine the list is used on, so
+# the variant traced is not the one run: take every variant of a family seen.
+IFUNC_VARIANT = re.compile(r"^(__[a-z0-9]+)_(sse2|ssse3|sse4_1|sse4_2|avx|avx2|evex|evex512|avx512)(_\w*)?$")
+
+
+def with_ifunc_variants(named, symbols):
+    families = {m.group(1) for n in named if (m := IFUNC_VARIANT.match(n))}
+    for start, _, name in symbols:
+        m = IFUNC_VARIANT.match(name)
+        if m and m.group(1) in families:
+            named.setdefault(name, start)
+    return named
+
+
 def main():
     binp = unordered()
     work = Path(tempfile.mkdtemp(prefix="pullcred-order-"))
@@ -162,7 +183,8 @@ def main():
             out = work / f"{name}.callgrind"
             traced(binp, env, req, out)
             seen |= entries_in(out)
-        named = name_entries(seen, text_symbols(MAP))
+        symbols = text_symbols(MAP)
+        named = with_ifunc_variants(name_entries(seen, symbols), symbols)
         keep = sorted(named, key=named.get)
         if len(keep) < 50:
             raise SystemExit(f"symbol_order: only {len(keep)} functions named; is {MAP} from this build?")

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::{deadline, logging, run};
 
@@ -31,6 +31,13 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
 
+    #[command(flatten)]
+    globals: Globals,
+}
+
+/// Flags every mode shares (`global`, so they may follow a subcommand).
+#[derive(Args, Debug)]
+struct Globals {
     /// Cache directory [default: /run/pullcred as root, else ~/.cache/pullcred]
     #[arg(long, global = true, env = "PULLCRED_CACHE_DIR", value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -243,6 +250,232 @@ enum Command {
     },
 }
 
+/// The kubelet's invocation, parsed without clap: global flags only, in
+/// their plain forms. Building clap's description of every command and
+/// flag was a third of a cache hit's page faults and most of its heap.
+///
+/// It accepts a subset of what [`Cli`] accepts and must then agree with it
+/// exactly; anything else (a subcommand, `--help`, an unknown or repeated
+/// flag, an empty value, a value the flag's parser refuses, a value that
+/// starts with `-`) returns `None`, and clap parses the arguments as it
+/// always has and reports in its words. Both use the same value parsers and
+/// defaults; `provider/tests/cli_fast_path.rs` checks that they agree and
+/// that the table below names exactly clap's global flags.
+mod fast {
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+
+    use super::Globals;
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub enum Kind {
+        /// A switch: `--flag`, or the variable as a boolean word.
+        Bool,
+        /// One value.
+        One,
+        /// Values split at this delimiter, repeatable on the command line.
+        List(char),
+    }
+
+    /// (long name, variable, kind), in the order of [`Globals`]' fields.
+    pub const FLAGS: &[(&str, &str, Kind)] = &[
+        ("cache-dir", "PULLCRED_CACHE_DIR", Kind::One),
+        ("no-cache", "PULLCRED_NO_CACHE", Kind::Bool),
+        ("docker-config", "PULLCRED_DOCKER_CONFIG", Kind::List(':')),
+        ("aws-secret", "PULLCRED_AWS_SECRETS", Kind::List(',')),
+        (
+            "static-cache-duration",
+            "PULLCRED_STATIC_CACHE_DURATION",
+            Kind::One,
+        ),
+        (
+            "no-registry-check",
+            "PULLCRED_NO_REGISTRY_CHECK",
+            Kind::Bool,
+        ),
+        ("timeout", "PULLCRED_TIMEOUT", Kind::One),
+        ("mirror", "PULLCRED_MIRRORS", Kind::List(',')),
+        ("acr-mirror", "PULLCRED_ACR_MIRRORS", Kind::List(',')),
+        ("azure-config", "PULLCRED_AZURE_CONFIG", Kind::One),
+        (
+            "service-account-fallback",
+            "PULLCRED_SERVICE_ACCOUNT_FALLBACK",
+            Kind::One,
+        ),
+        ("ecr-role-arn", "AWS_ECR_ROLE_ARN", Kind::One),
+        (
+            "accept-irsa-role-annotation",
+            "PULLCRED_ACCEPT_IRSA_ROLE_ARN",
+            Kind::Bool,
+        ),
+        ("google-audience", "PULLCRED_GOOGLE_AUDIENCE", Kind::One),
+        (
+            "google-service-account",
+            "PULLCRED_GOOGLE_SERVICE_ACCOUNT",
+            Kind::One,
+        ),
+        ("refresh-jitter", "PULLCRED_REFRESH_JITTER", Kind::One),
+        ("config", "PULLCRED_CONFIG", Kind::One),
+        ("metrics-file", "PULLCRED_METRICS_FILE", Kind::One),
+    ];
+
+    /// clap's `BoolishValueParser` words.
+    fn boolish(s: &str) -> Option<bool> {
+        match s.to_ascii_lowercase().as_str() {
+            "y" | "yes" | "t" | "true" | "on" | "1" => Some(true),
+            "n" | "no" | "f" | "false" | "off" | "0" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// The raw values of each flag (command line first, else its variable).
+    type Raw = Vec<Option<Vec<String>>>;
+
+    fn collect(args: &[OsString], env: impl Fn(&str) -> Option<OsString>) -> Option<Raw> {
+        let mut raw: Raw = vec![None; FLAGS.len()];
+        let mut it = args.iter().skip(1);
+        while let Some(arg) = it.next() {
+            let body = arg.to_str()?.strip_prefix("--")?;
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (body, None),
+            };
+            let i = FLAGS.iter().position(|f| f.0 == name)?;
+            let kind = FLAGS[i].2;
+            if kind == Kind::Bool {
+                if inline.is_some() || raw[i].is_some() {
+                    return None;
+                }
+                raw[i] = Some(vec!["true".into()]);
+                continue;
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => it.next()?.to_str()?,
+            };
+            if value.is_empty() || value.starts_with('-') {
+                return None;
+            }
+            match kind {
+                Kind::List(d) => raw[i]
+                    .get_or_insert_with(Vec::new)
+                    .extend(value.split(d).map(String::from)),
+                _ if raw[i].is_some() => return None,
+                _ => raw[i] = Some(vec![value.to_string()]),
+            }
+        }
+        for (i, (_, var, kind)) in FLAGS.iter().enumerate() {
+            if raw[i].is_some() {
+                continue;
+            }
+            let Some(v) = env(var) else { continue };
+            let v = v.into_string().ok()?;
+            if v.is_empty() {
+                return None;
+            }
+            raw[i] = Some(match kind {
+                Kind::Bool => vec![boolish(&v)?.to_string()],
+                Kind::One => vec![v],
+                Kind::List(d) => v.split(*d).map(String::from).collect(),
+            });
+        }
+        Some(raw)
+    }
+
+    pub fn globals(args: &[OsString], env: impl Fn(&str) -> Option<OsString>) -> Option<Globals> {
+        let mut raw = collect(args, env)?.into_iter();
+        let mut next = || raw.next().flatten();
+        let one = |v: Option<Vec<String>>| v.and_then(|mut v| v.pop());
+        let flag = |v: Option<Vec<String>>| one(v).is_some_and(|s| s == "true");
+        let path = |s: String| (!s.is_empty()).then(|| PathBuf::from(s));
+        let list = |v: Option<Vec<String>>| v.unwrap_or_default();
+        Some(Globals {
+            cache_dir: one(next()).map(PathBuf::from),
+            no_cache: flag(next()),
+            docker_configs: list(next()).into_iter().map(path).collect::<Option<_>>()?,
+            aws_secrets: list(next())
+                .iter()
+                .map(|s| super::parse_mapping(s).ok())
+                .collect::<Option<_>>()?,
+            static_cache_duration: super::parse_static_ttl(&one(next()).unwrap_or("5m".into()))
+                .ok()?,
+            no_registry_check: flag(next()),
+            timeout: super::parse_timeout(&one(next()).unwrap_or("20s".into())).ok()?,
+            mirrors: list(next())
+                .iter()
+                .map(|s| super::parse_mirror(s).ok())
+                .collect::<Option<_>>()?,
+            acr_mirrors: list(next())
+                .iter()
+                .map(|s| super::parse_mirror(s).ok())
+                .collect::<Option<_>>()?,
+            azure_config: one(next()).map(PathBuf::from),
+            service_account_fallback: match one(next()).as_deref() {
+                None | Some("none") => "none".into(),
+                Some("node") => "node".into(),
+                Some(_) => return None,
+            },
+            ecr_role_arn: match one(next()) {
+                Some(s) => Some(super::parse_role_arn(&s).ok()?),
+                None => None,
+            },
+            accept_irsa_role_annotation: flag(next()),
+            google_audience: one(next()),
+            google_service_account: one(next()),
+            refresh_jitter: super::parse_jitter(&one(next()).unwrap_or("1".into())).ok()?,
+            config_file: one(next()).map(PathBuf::from),
+            metrics_file: one(next()).map(PathBuf::from),
+        })
+    }
+}
+
+/// For `provider/tests/cli_fast_path.rs`: the kubelet-path parse and clap's
+/// parse of the same arguments (with the process environment), as `Debug`
+/// text; and the fast path's flag table next to clap's global flags as
+/// `(long, env, kind)` with kind `bool`, `one` or `list:D`.
+#[doc(hidden)]
+pub fn fast_path_check(args: &[OsString]) -> (Option<String>, Result<String, String>) {
+    let fast = fast::globals(args, |k| std::env::var_os(k)).map(|g| format!("{g:?}"));
+    let clap = Cli::try_parse_from(args)
+        .map(|c| format!("{:?}", c.globals))
+        .map_err(|e| e.to_string());
+    (fast, clap)
+}
+
+/// `(long, env, kind)` of one global flag.
+#[doc(hidden)]
+pub type FlagRow = (String, String, String);
+
+#[doc(hidden)]
+pub fn fast_path_tables() -> (Vec<FlagRow>, Vec<FlagRow>) {
+    let kind = |k: fast::Kind| match k {
+        fast::Kind::Bool => "bool".to_string(),
+        fast::Kind::One => "one".to_string(),
+        fast::Kind::List(d) => format!("list:{d}"),
+    };
+    let ours = fast::FLAGS
+        .iter()
+        .map(|(l, e, k)| (l.to_string(), e.to_string(), kind(*k)))
+        .collect();
+    let cmd = <Globals as Args>::augment_args(clap::Command::new("pullcred"));
+    let theirs = cmd
+        .get_arguments()
+        .map(|a| {
+            let k = match (a.get_action().takes_values(), a.get_value_delimiter()) {
+                (false, _) => "bool".to_string(),
+                (true, Some(d)) => format!("list:{d}"),
+                (true, None) => "one".to_string(),
+            };
+            let env = a
+                .get_env()
+                .map(|e| e.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (a.get_long().unwrap_or_default().to_string(), env, k)
+        })
+        .collect();
+    (ours, theirs)
+}
+
 fn parse_jitter(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
@@ -311,12 +544,18 @@ pub fn main() -> ExitCode {
         logging::init();
         return crate::install::main(args[2..].to_vec());
     }
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(c) => c,
-        Err(e) => return crate::exit::parse_error(&e, ""),
+    let cli = match fast::globals(&args, |k| std::env::var_os(k)) {
+        Some(globals) => Cli {
+            command: None,
+            globals,
+        },
+        None => match Cli::try_parse_from(&args) {
+            Ok(c) => c,
+            Err(e) => return crate::exit::parse_error(&e, ""),
+        },
     };
     logging::init();
-    let opts = match options(&cli) {
+    let opts = match options(&cli.globals) {
         Ok(o) => o,
         Err(e) => return crate::exit::fail(e),
     };
@@ -387,11 +626,10 @@ pub fn main() -> ExitCode {
 /// reports the overflow), waiting at most `timeout` in all.
 fn read_request(stdin: &std::io::Stdin, timeout: Duration) -> std::io::Result<Vec<u8>> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    use std::io::Read;
     let end = std::time::Instant::now() + timeout;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 8192];
-    let mut lock = stdin.lock();
+    // Read from the descriptor straight into one heap buffer: `Stdin`'s own
+    // 8 KiB buffer, or a stack chunk, cost a cache hit two page faults.
+    let mut buf = Vec::with_capacity(2048);
     loop {
         let left = end.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
@@ -414,11 +652,18 @@ fn read_request(stdin: &std::io::Stdin, timeout: Duration) -> std::io::Result<Ve
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
-        let n = lock.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(buf);
+        let start = buf.len();
+        if start == buf.capacity() {
+            buf.reserve(start);
         }
-        buf.extend_from_slice(&chunk[..n]);
+        buf.resize(buf.capacity(), 0);
+        let read = rustix::io::read(stdin, &mut buf[start..]);
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(0) => return Ok(buf),
+            Ok(_) | Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => {}
+            Err(e) => return Err(e.into()),
+        }
         if buf.len() > crate::protocol::MAX_REQUEST_BYTES {
             return Ok(buf);
         }
@@ -450,7 +695,7 @@ fn load_config(path: &std::path::Path) -> Result<crate::settings::PullcredConfig
     Ok(config)
 }
 
-fn options(cli: &Cli) -> Result<run::Options, String> {
+fn options(cli: &Globals) -> Result<run::Options, String> {
     let config = match &cli.config_file {
         Some(p) if !p.as_os_str().is_empty() => std::sync::Arc::new(load_config(p)?),
         _ => Default::default(),

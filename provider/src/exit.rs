@@ -3,7 +3,6 @@
 //! deadline has passed, unless the response is being written: the only
 //! process-global state besides start-up settings, and private to this file.
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -43,17 +42,28 @@ pub fn start_watchdog(timeout: Duration) {
 
 /// Writes the response JSON and a newline to stdout; from here on the
 /// watchdog does not cut the run. Exit 0, or 1 if stdout fails.
+///
+/// Straight to the descriptor: `std::io::stdout()` would first allocate
+/// its line buffer, for one write.
 pub fn respond(json: &str) -> ExitCode {
     RESPONDING.store(true, Ordering::SeqCst);
-    let mut out = std::io::stdout().lock();
-    match out
-        .write_all(json.as_bytes())
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush())
-    {
+    let out = rustix::stdio::stdout();
+    match write_all(out, json.as_bytes()).and_then(|()| write_all(out, b"\n")) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(format_args!("writing the response to stdout: {e}")),
     }
+}
+
+fn write_all(fd: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match rustix::io::write(fd, bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// One line on stderr, nothing on stdout, exit 1.

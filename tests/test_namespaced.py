@@ -245,3 +245,23 @@ def test_policy_allow_lists_iam_roles_per_registry(plugin, tmp_path):
     res = plugin.run(sa_request(image, mint("prod-1", "default"), ann), env={"PULLCRED_CONFIG": str(cfg)})
     assert res.code == 1
     assert "policy[0] allow.awsRoles" in res.stderr and "role/dev-pull" in res.stderr, res.stderr
+
+
+def test_the_node_docker_config_is_read_once_per_request(teams, tmp_path):
+    """With namespace-scoped credentials, the node's docker configs are read
+    once per request: the route and the namespaced source's fallback to the
+    node share them (they were read twice, hit or miss)."""
+    import shutil
+
+    assert shutil.which("strace"), "strace is missing: tests/run installs it"
+    node = docker_config(tmp_path / "node.json", "robot-node", "pw-node-0004")
+    env = dict(teams.env, PULLCRED_DOCKER_CONFIG=str(node), PULLCRED_SERVICE_ACCOUNT_FALLBACK="node")
+    req = json.dumps(sa_request(f"{HARBOR}/app:1", mint("team-c", "default"))) + "\n"
+    for what in ("miss", "hit"):
+        trace = tmp_path / f"trace-{what}"
+        p = subprocess.run(["strace", "-f", "-qq", "-o", str(trace), "-e", "trace=openat,open", str(BIN)],
+                           input=req, capture_output=True, text=True, env=env, timeout=30)
+        assert p.returncode == 0, p.stderr
+        assert json.loads(p.stdout)["auth"][HARBOR]["username"] == "robot-node"
+        opens = [l for l in trace.read_text().splitlines() if str(node) in l]
+        assert len(opens) == 1, (what, opens)

@@ -289,11 +289,13 @@ fn source_type_leaks(mods: &BTreeMap<String, String>) -> Vec<String> {
     let list: BTreeSet<&str> = mods
         .get("sources")
         .map(|code| {
-            // The lists: the cloud sources, the configured ones, and the
-            // mirror map asked first.
+            // The lists: the cloud sources, the configured ones (with and
+            // without namespace-scoped credentials), and the mirror map
+            // asked first.
             let regions = [
                 "fn by_host(",
                 "fn statics(",
+                "fn node_sources(",
                 "fn node_statics(",
                 "pub fn route(",
             ]

@@ -162,14 +162,17 @@ fn by_host() -> [&'static dyn Source; 4] {
 /// The `--mirror` map first (a mirror decides where pulls go, and routes
 /// the rewritten image through [`route_direct`]), then [`route_direct`].
 pub fn route(image: &ImageRef, opts: &Options) -> Result<Routed, NoSource> {
-    // The docker configs are read once per request, for the mirror's target
-    // and for the image itself.
+    // The docker configs are read once per request, for the mirror's target,
+    // for the image itself and for namespace-scoped credentials' node route.
     let files = node_files(opts);
+    let namespaced = namespaced::Namespaced(&files);
     if let Some(route) = mirror::Mirrors(&files).route(image, opts) {
-        let path_scoped = statics(&files).iter().any(|s| s.path_scoped(image, opts));
+        let path_scoped = statics(&namespaced)
+            .iter()
+            .any(|s| s.path_scoped(image, opts));
         return Ok(Routed { route, path_scoped });
     }
-    route_direct_with(image, opts, &files)
+    route_from(image, opts, &statics(&namespaced))
 }
 
 /// Static sources first (an operator's explicit files and secrets win), then
@@ -178,20 +181,36 @@ pub fn route_direct(image: &ImageRef, opts: &Options) -> Result<Routed, NoSource
     route_direct_with(image, opts, &node_files(opts))
 }
 
+/// [`route_direct`] with the docker configs already read (`files`).
+fn route_direct_with(
+    image: &ImageRef,
+    opts: &Options,
+    files: &dyn Source,
+) -> Result<Routed, NoSource> {
+    route_from(image, opts, &statics(&namespaced::Namespaced(files)))
+}
+
 /// The node's docker configs (`--docker-config`), read once per request.
 fn node_files(opts: &Options) -> impl Source {
     dockerconfig::load_all(&opts.docker_configs)
 }
 
 /// The sources an operator configured, in the order they are asked:
-/// namespace-scoped credentials first (the narrowest grant), then the
-/// node's files and secrets ([`node_statics`]), then the config file's
-/// keyless sources. All of them win over the host's cloud ([`by_host`]).
-fn statics(files: &dyn Source) -> Vec<&dyn Source> {
-    let mut all: Vec<&dyn Source> = vec![&namespaced::Namespaced];
-    all.extend(node_statics(files));
-    all.extend([&vault::Vault as &dyn Source, &exchange::Exchange]);
+/// namespace-scoped credentials first (the narrowest grant), then
+/// [`node_sources`] (with the node's docker configs that `namespaced`
+/// holds). All of them win over the host's cloud ([`by_host`]).
+fn statics<'a>(namespaced: &'a namespaced::Namespaced<'a>) -> Vec<&'a dyn Source> {
+    let mut all: Vec<&dyn Source> = vec![namespaced];
+    all.extend(node_sources(namespaced.0));
     all
+}
+
+/// Every operator-configured source but namespace-scoped credentials: the
+/// node's files and secrets ([`node_statics`]), then the config file's
+/// keyless sources.
+fn node_sources(files: &dyn Source) -> [&dyn Source; 4] {
+    let [files, secrets] = node_statics(files);
+    [files, secrets, &vault::Vault, &exchange::Exchange]
 }
 
 /// Static credentials as files and secrets: the docker configs in
@@ -199,15 +218,6 @@ fn statics(files: &dyn Source) -> Vec<&dyn Source> {
 /// the node's).
 fn node_statics(files: &dyn Source) -> [&dyn Source; 2] {
     [files, &aws::SecretsManager]
-}
-
-/// [`route_direct`] with the docker configs already read (`files`).
-fn route_direct_with(
-    image: &ImageRef,
-    opts: &Options,
-    files: &dyn Source,
-) -> Result<Routed, NoSource> {
-    route_from(image, opts, &statics(files))
 }
 
 /// The first of `statics`, then of [`by_host`], that serves the image.
@@ -230,11 +240,10 @@ fn route_from(
 
 /// The route an image gets when namespace-scoped credentials do not apply
 /// (a pod they are not given to, falling back to the node; a request
-/// without a token): every other source, in the usual order.
-pub fn route_for_node(image: &ImageRef, opts: &Options) -> Option<Routed> {
-    let files = node_files(opts);
-    let all = statics(&files);
-    route_from(image, opts, &all[1..]).ok()
+/// without a token): every other source, in the usual order, with the
+/// node's docker configs as already read (`files`).
+pub fn route_for_node(image: &ImageRef, opts: &Options, files: &dyn Source) -> Option<Routed> {
+    route_from(image, opts, &node_sources(files)).ok()
 }
 
 /// Only the operator's static credentials in `opts` (docker configs, then

@@ -28,10 +28,12 @@ use crate::settings::{Options, WorkloadSettings};
 use crate::workload::{Identity, PodRules, ServiceAccount, Workload};
 use kubelet_config::pullcred::{namespaces::NamespaceCredential, selector_matches};
 
-/// The config file's `namespaceCredentials`, as a source.
-pub struct Namespaced;
+/// The config file's `namespaceCredentials`, as a source, holding the node's
+/// docker configs as the request already read them (for the node's route,
+/// which pods the entries do not serve fall back to).
+pub struct Namespaced<'a>(pub &'a dyn Source);
 
-impl Source for Namespaced {
+impl Source for Namespaced<'_> {
     fn route(&self, image: &ImageRef, opts: &Options) -> Option<Box<dyn Route>> {
         let entries = &opts.config.namespace_credentials;
         if entries.is_empty() {
@@ -47,7 +49,7 @@ impl Source for Namespaced {
         }
         Some(Box::new(NamespacedRoute {
             grants,
-            node: super::route_for_node(image, opts).map(|r| r.route),
+            node: super::route_for_node(image, opts, self.0).map(|r| r.route),
         }))
     }
 

@@ -8,7 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{p, run};
+use common::{Run, p, run};
 use kubelet_config::validate::{ValidateOptions, validate_text};
 
 fn golden(name: &str, have: &str) {
@@ -45,6 +45,29 @@ fn pullcred_config_validates(path: &std::path::Path) {
         let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
+}
+
+/// `config generate ARGS --pullcred-config-out FILE` in a fresh directory:
+/// exit 0; the kubelet config validates cleanly and matches golden
+/// `kubelet`; the pullcred config validates and matches golden `pullcred`.
+/// Returns the run and the directory, which holds the file while it lives.
+fn generate_with_pullcred_config(
+    args: &[&str],
+    kubelet: &str,
+    pullcred: &str,
+) -> (Run, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("pullcred.yaml");
+    let mut all = vec!["config", "generate"];
+    all.extend_from_slice(args);
+    all.extend(["--pullcred-config-out", p(&cfg)]);
+    let r = run(&all);
+    assert_eq!(r.code, 0, "{}", r.err);
+    validates_cleanly(&r.out);
+    golden(kubelet, &r.out);
+    golden(pullcred, &std::fs::read_to_string(&cfg).unwrap());
+    pullcred_config_validates(&cfg);
+    (r, dir)
 }
 
 #[test]
@@ -147,28 +170,18 @@ fn rbac_restricted_to_service_accounts_is_namespaced() {
 #[test]
 fn eks_pod_identity() {
     // Given the EKS Pod Identity audience for ECR
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("pullcred.yaml");
-    let r = run(&[
-        "config",
-        "generate",
-        "--cloud",
-        "aws",
-        "--token-audience",
-        "pods.eks.amazonaws.com",
-        "--pullcred-config-out",
-        p(&cfg),
-    ]);
+    let (r, _dir) = generate_with_pullcred_config(
+        &[
+            "--cloud",
+            "aws",
+            "--token-audience",
+            "pods.eks.amazonaws.com",
+        ],
+        "eks-pod-identity.yaml",
+        "eks-pod-identity.pullcred.yaml",
+    );
     // Then tokenAttributes carry that audience, cacheType ServiceAccount,
     // the ECR globs, and the entry reads the pullcred config
-    assert_eq!(r.code, 0, "{}", r.err);
-    validates_cleanly(&r.out);
-    golden("eks-pod-identity.yaml", &r.out);
-    golden(
-        "eks-pod-identity.pullcred.yaml",
-        &std::fs::read_to_string(&cfg).unwrap(),
-    );
-    pullcred_config_validates(&cfg);
     assert!(
         r.out
             .contains("serviceAccountTokenAudience: \"pods.eks.amazonaws.com\"")
@@ -183,30 +196,20 @@ fn eks_pod_identity() {
 
 #[test]
 fn vault() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("pullcred.yaml");
-    let r = run(&[
-        "config",
-        "generate",
-        "--cloud",
-        "vault",
-        "--registry",
-        "registry.example.com",
-        "--registry",
-        "harbor.example.com:8443/team",
-        "--token-audience",
-        "vault",
-        "--pullcred-config-out",
-        p(&cfg),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.err);
-    validates_cleanly(&r.out);
-    golden("vault.yaml", &r.out);
-    golden(
+    let (r, _dir) = generate_with_pullcred_config(
+        &[
+            "--cloud",
+            "vault",
+            "--registry",
+            "registry.example.com",
+            "--registry",
+            "harbor.example.com:8443/team",
+            "--token-audience",
+            "vault",
+        ],
+        "vault.yaml",
         "vault.pullcred.yaml",
-        &std::fs::read_to_string(&cfg).unwrap(),
     );
-    pullcred_config_validates(&cfg);
     assert!(r.out.contains("requireServiceAccount: true"));
     assert!(r.out.contains("\"pullcred.dev/vault-role\""));
     // The header's command line gives the same config back.
@@ -224,28 +227,18 @@ fn vault() {
 
 #[test]
 fn exchange_with_a_cloud() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("pullcred.yaml");
-    let r = run(&[
-        "config",
-        "generate",
-        "--cloud",
-        "exchange,gcp",
-        "--registry",
-        "example.jfrog.io",
-        "--token-audience",
-        "https://example.jfrog.io",
-        "--pullcred-config-out",
-        p(&cfg),
-    ]);
-    assert_eq!(r.code, 0, "{}", r.err);
-    validates_cleanly(&r.out);
-    golden("exchange-gcp.yaml", &r.out);
-    golden(
+    generate_with_pullcred_config(
+        &[
+            "--cloud",
+            "exchange,gcp",
+            "--registry",
+            "example.jfrog.io",
+            "--token-audience",
+            "https://example.jfrog.io",
+        ],
+        "exchange-gcp.yaml",
         "exchange.pullcred.yaml",
-        &std::fs::read_to_string(&cfg).unwrap(),
     );
-    pullcred_config_validates(&cfg);
     // The note says where the config goes when no file is asked for.
     let r = run(&[
         "config",

@@ -257,6 +257,22 @@ fn push_unique(list: &mut Vec<String>, s: &str) {
     }
 }
 
+/// `--registry` globs (each checked) and `--docker-hub`: the images of the
+/// sources that name no registry of their own (generic, keyless).
+fn push_registries(images: &mut Vec<String>, opts: &GenerateOptions) -> Result<(), GenerateError> {
+    for r in &opts.registries {
+        check_glob(r).map_err(|why| GenerateError::BadRegistry {
+            registry: r.clone(),
+            why,
+        })?;
+        push_unique(images, r);
+    }
+    if opts.docker_hub {
+        push_unique(images, "docker.io");
+    }
+    Ok(())
+}
+
 /// Builds the config.
 pub fn build(opts: &GenerateOptions) -> Result<CredentialProviderConfig, GenerateError> {
     if opts.clouds.is_empty() && opts.keyless.is_none() {
@@ -303,31 +319,11 @@ pub fn build(opts: &GenerateOptions) -> Result<CredentialProviderConfig, Generat
         args.push(PULLCRED_CONFIG_PATH.to_string());
     }
     if opts.keyless.is_some() {
-        for r in &opts.registries {
-            check_glob(r).map_err(|why| GenerateError::BadRegistry {
-                registry: r.clone(),
-                why,
-            })?;
-            push_unique(&mut images, r);
-        }
-        if opts.docker_hub {
-            push_unique(&mut images, "docker.io");
-        }
+        push_registries(&mut images, opts)?;
     }
     for &cloud in &opts.clouds {
         match cloud {
-            Cloud::Generic => {
-                for r in &opts.registries {
-                    check_glob(r).map_err(|why| GenerateError::BadRegistry {
-                        registry: r.clone(),
-                        why,
-                    })?;
-                    push_unique(&mut images, r);
-                }
-                if opts.docker_hub {
-                    push_unique(&mut images, "docker.io");
-                }
-            }
+            Cloud::Generic => push_registries(&mut images, opts)?,
             _ => {
                 for g in cloud.source().globs {
                     push_unique(&mut images, g);

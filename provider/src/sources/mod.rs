@@ -165,14 +165,13 @@ pub fn route(image: &ImageRef, opts: &Options) -> Result<Routed, NoSource> {
     // The docker configs are read once per request, for the mirror's target,
     // for the image itself and for namespace-scoped credentials' node route.
     let files = node_files(opts);
-    let namespaced = namespaced::Namespaced(&files);
     if let Some(route) = mirror::Mirrors(&files).route(image, opts) {
-        let path_scoped = statics(&namespaced)
+        let path_scoped = statics(&namespaced::Namespaced(&files))
             .iter()
             .any(|s| s.path_scoped(image, opts));
         return Ok(Routed { route, path_scoped });
     }
-    route_from(image, opts, &statics(&namespaced))
+    route_direct_with(image, opts, &files)
 }
 
 /// Static sources first (an operator's explicit files and secrets win), then

@@ -641,21 +641,16 @@ fn finish(account: &str, rest: &str, dual_stack: bool, fips: bool) -> Option<Ecr
     })
 }
 
-/// `us-west-2`, `us-gov-east-1`, `eu-isoe-west-1`, `eusc-de-east-1`: letters
-/// in dash-separated groups, then a number.
+/// `us-west-2`, `us-gov-east-1`, `eu-isoe-west-1`, `eusc-de-east-1`: the
+/// config file's region shape (lowercase words joined by `-`, ending in a
+/// number), with a first word of 2 to 4 letters as every partition's
+/// region names have.
 fn valid_region(region: &str) -> bool {
-    let parts: Vec<&str> = region.split('-').collect();
-    let Some((num, words)) = parts.split_last() else {
-        return false;
-    };
-    words.len() >= 2
-        && (2..=4).contains(&words[0].len())
-        && words
-            .iter()
-            .all(|w| !w.is_empty() && w.len() <= 12 && w.bytes().all(|b| b.is_ascii_lowercase()))
-        && !num.is_empty()
-        && num.len() <= 2
-        && num.bytes().all(|b| b.is_ascii_digit())
+    kubelet_config::pullcred::eks::valid_region(region)
+        && region
+            .split('-')
+            .next()
+            .is_some_and(|w| (2..=4).contains(&w.len()))
 }
 
 #[cfg(test)]
